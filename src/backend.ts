@@ -1,0 +1,84 @@
+import { once } from "node:events";
+import type { Server } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Runner } from "graphile-worker";
+import type { Config } from "./config.ts";
+import { openDatabase, type Database } from "./db/database.ts";
+import { createPools } from "./db/pools.ts";
+import { latestCommittedMigration, migrateDatabase } from "./db/setup.ts";
+import { createApp } from "./http/app.ts";
+import type { Logger } from "./logger.ts";
+import { startWorker } from "./worker/runner.ts";
+
+export interface Backend {
+  /** Base URL the API listens on. */
+  url: string;
+  database: Database;
+  worker: Runner | undefined;
+  /** Ordered, bounded shutdown; resolves when everything is released. */
+  stop(): Promise<void>;
+}
+
+async function listen(server: Server, port: number, host: string): Promise<number> {
+  server.listen(port, host);
+  await once(server, "listening");
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : port;
+}
+
+/** Stops accepting connections and waits for in-flight requests, at most `timeoutMs`. */
+async function drain(server: Server, timeoutMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timedOut = await Promise.race([closed.then(() => false), sleep(timeoutMs).then(() => true)]);
+  if (timedOut) server.closeAllConnections();
+}
+
+/**
+ * The whole backend in one process: database (embedded or configured), migrations, API and,
+ * with WORKER=inline, the job worker.
+ */
+export async function startBackend(config: Config, logger: Logger): Promise<Backend> {
+  const database = await openDatabase(config, logger);
+  const cleanup: Array<() => Promise<void>> = [() => database.stop()];
+  const unwind = async () => {
+    for (const step of cleanup.reverse()) await step().catch((error: unknown) => logger.error({ err: error }, "cleanup failed"));
+  };
+  try {
+    await migrateDatabase(database.urls, logger);
+    const pools = createPools(database.urls, logger);
+    cleanup.push(() => pools.end());
+    const app = await createApp({
+      config,
+      pools,
+      logger,
+      roles: database.urls.roles,
+      latestMigration: await latestCommittedMigration(),
+    });
+    cleanup.push(() => app.release());
+    const worker =
+      config.worker.mode === "inline"
+        ? await startWorker({ pool: pools.owner, concurrency: config.worker.concurrency, logger })
+        : undefined;
+    if (worker) cleanup.push(() => worker.stop());
+    const port = await listen(app.server, config.port, config.host);
+
+    const stop = async () => {
+      const drainMs = Math.max(1000, config.shutdownTimeoutMs / 2);
+      logger.info("shutting down: no new connections, draining requests");
+      await drain(app.server, drainMs);
+      if (worker) {
+        logger.info("waiting for running jobs to finish");
+        await worker.stop();
+      }
+      await app.release();
+      await pools.end();
+      await database.stop();
+    };
+    const displayHost = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host;
+    return { url: `http://${displayHost}:${port}`, database, worker, stop };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+}

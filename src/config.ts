@@ -1,0 +1,218 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+/** Thrown when the environment is invalid; `problems` lists every issue, one per line. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+const DURATION = /^(\d+)\s*(ms|s|m|h|d)?$/;
+const UNIT_SECONDS = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/** "15m", "30d", "10s" or a plain number of seconds, as whole seconds. */
+const duration = z.string().trim().transform((value, ctx) => {
+  const match = DURATION.exec(value);
+  if (!match) {
+    ctx.addIssue({ code: "custom", message: `must be a duration like 30s, 15m, 12h or 30d (got "${value}")` });
+    return z.NEVER;
+  }
+  const unit = (match[2] ?? "s") as keyof typeof UNIT_SECONDS;
+  return Math.ceil(Number(match[1]) * UNIT_SECONDS[unit]);
+});
+
+const SIZE = /^(\d+)\s*(b|kb|mb)?$/i;
+const SIZE_BYTES = { b: 1, kb: 1024, mb: 1024 * 1024 } as const;
+const byteSize = z.string().trim().transform((value, ctx) => {
+  const match = SIZE.exec(value);
+  if (!match) {
+    ctx.addIssue({ code: "custom", message: `must be a size like 100kb or 1mb (got "${value}")` });
+    return z.NEVER;
+  }
+  const unit = (match[2] ?? "b").toLowerCase() as keyof typeof SIZE_BYTES;
+  return Number(match[1]) * SIZE_BYTES[unit];
+});
+
+const postgresUrl = z
+  .string()
+  .trim()
+  .refine((value) => /^postgres(ql)?:\/\//.test(value) && URL.canParse(value), {
+    message: "must be a postgres:// connection string",
+  });
+
+const roleName = z
+  .string()
+  .trim()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL role name (letters, digits, _)");
+
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => (value === "" ? undefined : value), schema.optional());
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: optional(z.string().trim().min(1)),
+  PUBLIC_URL: optional(z.url()),
+  DATA_DIR: z.string().trim().min(1).default(".data"),
+  DATABASE_URL: optional(postgresUrl),
+  AUTH_DATABASE_URL: optional(postgresUrl),
+  ROOT_DATABASE_URL: optional(postgresUrl),
+  SHADOW_DATABASE_URL: optional(postgresUrl),
+  DATABASE_ANONYMOUS: roleName.default("oddscenes_anonymous"),
+  DATABASE_USER: roleName.default("oddscenes_user"),
+  EMBEDDED_PG_PORT: optional(z.coerce.number().int().min(1024).max(65535)),
+  JWT_SECRET: optional(z.string().min(32, "must be at least 32 characters")),
+  JWT_ACCESS_TTL: duration.default(900),
+  REFRESH_TOKEN_TTL: duration.default(30 * 86400),
+  REFRESH_REUSE_GRACE: duration.default(10),
+  STRIPE_SECRET_KEY: optional(z.string().regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_ or rk_")),
+  STRIPE_WEBHOOK_SECRET: optional(z.string().regex(/^whsec_/, "must start with whsec_")),
+  SMTP_URL: optional(z.string().regex(/^smtps?:\/\//, "must be an smtp:// or smtps:// URL")),
+  EMAIL_FROM: z.string().trim().min(3).default("Oddscenes <no-reply@oddscenes.localhost>"),
+  CORS_ORIGINS: z.string().default(""),
+  BODY_LIMIT: byteSize.default(1024 * 1024),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  WORKER: z.enum(["inline", "off"]).default("inline"),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(4),
+  SHUTDOWN_TIMEOUT: duration.default(10),
+});
+
+export type NodeEnv = "development" | "test" | "production";
+
+export interface Config {
+  env: NodeEnv;
+  port: number;
+  host: string;
+  publicUrl: string;
+  /** Absolute path of the local state folder (embedded database, dev secrets, mail). */
+  dataDir: string;
+  database: {
+    /** Owner connection; undefined means "run the embedded PostgreSQL under dataDir". */
+    ownerUrl: string | undefined;
+    authUrl: string | undefined;
+    rootUrl: string | undefined;
+    shadowUrl: string | undefined;
+    anonymousRole: string;
+    userRole: string;
+    embeddedPort: number | undefined;
+  };
+  jwt: {
+    secret: string;
+    accessTtlSeconds: number;
+    refreshTtlSeconds: number;
+    reuseGraceSeconds: number;
+    issuer: string;
+    audience: string;
+  };
+  stripe: { secretKey: string | undefined; webhookSecret: string | undefined };
+  email: { smtpUrl: string | undefined; from: string; mailDir: string };
+  corsOrigins: string[];
+  bodyLimitBytes: number;
+  logLevel: string;
+  worker: { mode: "inline" | "off"; concurrency: number };
+  shutdownTimeoutMs: number;
+}
+
+/** Secrets that development generates once and keeps in `<DATA_DIR>/secrets.json`. */
+export interface DevSecrets {
+  jwtSecret: string;
+  superuserPassword: string;
+  ownerPassword: string;
+  authenticatorPassword: string;
+}
+
+/** Reads or creates the development secrets file; never used in production. */
+export function loadDevSecrets(dataDir: string): DevSecrets {
+  const file = path.join(dataDir, "secrets.json");
+  if (existsSync(file)) {
+    return JSON.parse(readFileSync(file, "utf8")) as DevSecrets;
+  }
+  const secret = () => randomBytes(32).toString("base64url");
+  const secrets: DevSecrets = {
+    jwtSecret: secret(),
+    superuserPassword: secret(),
+    ownerPassword: secret(),
+    authenticatorPassword: secret(),
+  };
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(file, JSON.stringify(secrets, null, 2) + "\n", { mode: 0o600 });
+  return secrets;
+}
+
+/**
+ * Parses and validates the environment once. Throws ConfigError listing every problem.
+ * Outside production, missing secrets are generated into DATA_DIR and reused.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".") || "environment"}: ${issue.message}`));
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  const production = e.NODE_ENV === "production";
+
+  if (e.DATABASE_URL && !e.AUTH_DATABASE_URL) {
+    problems.push("AUTH_DATABASE_URL: required when DATABASE_URL is set (the API connects as the authenticator role)");
+  }
+  if (!e.DATABASE_URL && e.AUTH_DATABASE_URL) {
+    problems.push("DATABASE_URL: required when AUTH_DATABASE_URL is set");
+  }
+  if (production && !e.DATABASE_URL) {
+    problems.push("DATABASE_URL: required in production (the embedded PostgreSQL is for development only)");
+  }
+  if (production && !e.JWT_SECRET) {
+    problems.push("JWT_SECRET: required in production (at least 32 random characters)");
+  }
+  if (production && !e.PUBLIC_URL) {
+    problems.push("PUBLIC_URL: required in production (links in emails point there)");
+  }
+  if (e.STRIPE_SECRET_KEY && !e.STRIPE_WEBHOOK_SECRET) {
+    problems.push("STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set");
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+
+  const dataDir = path.resolve(cwd, e.DATA_DIR);
+  const jwtSecret = e.JWT_SECRET ?? loadDevSecrets(dataDir).jwtSecret;
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, "");
+
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST ?? (production ? "0.0.0.0" : "127.0.0.1"),
+    publicUrl,
+    dataDir,
+    database: {
+      ownerUrl: e.DATABASE_URL,
+      authUrl: e.AUTH_DATABASE_URL,
+      rootUrl: e.ROOT_DATABASE_URL,
+      shadowUrl: e.SHADOW_DATABASE_URL,
+      anonymousRole: e.DATABASE_ANONYMOUS,
+      userRole: e.DATABASE_USER,
+      embeddedPort: e.EMBEDDED_PG_PORT,
+    },
+    jwt: {
+      secret: jwtSecret,
+      accessTtlSeconds: e.JWT_ACCESS_TTL,
+      refreshTtlSeconds: e.REFRESH_TOKEN_TTL,
+      reuseGraceSeconds: e.REFRESH_REUSE_GRACE,
+      issuer: publicUrl,
+      audience: "oddscenes",
+    },
+    stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET },
+    email: { smtpUrl: e.SMTP_URL, from: e.EMAIL_FROM, mailDir: path.join(dataDir, "mail") },
+    corsOrigins: e.CORS_ORIGINS.split(",").map((o) => o.trim()).filter(Boolean),
+    bodyLimitBytes: e.BODY_LIMIT,
+    logLevel: e.LOG_LEVEL,
+    worker: { mode: e.WORKER, concurrency: e.WORKER_CONCURRENCY },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT * 1000,
+  };
+}

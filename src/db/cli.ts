@@ -1,0 +1,74 @@
+import { spawn } from "node:child_process";
+import { ConfigError, loadConfig } from "../config.ts";
+import { createLogger } from "../logger.ts";
+import { openDatabase } from "./database.ts";
+import { bootstrapDatabase, graphileMigrateBin, installWorkerSchema, migrateEnv, PROJECT_ROOT } from "./setup.ts";
+import { externalUrls } from "./urls.ts";
+
+const USAGE = `Usage: npm run db:<command> [-- graphile-migrate options]
+
+  db:migrate     apply committed migrations (worker schema first)
+  db:watch       re-run migrations/current.sql on every save (development)
+  db:commit      commit current.sql as the next migration (-- -m "message")
+  db:reset       drop and rebuild the database from the migrations (-- --erase)
+  db:status      show pending migrations (exit code: 1 = unapplied, 2 = current.sql not empty)
+  db:bootstrap   create the roles and database as a superuser (needs ROOT_DATABASE_URL)
+
+Without DATABASE_URL these use the embedded development database (started if needed).`;
+
+const MIGRATE_COMMANDS = new Set(["migrate", "watch", "commit", "uncommit", "reset", "status", "compile", "run"]);
+
+function graphileMigrate(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [graphileMigrateBin(), ...args], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
+    child.on("error", reject);
+    child.on("close", (code) => resolve(code ?? 1));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+
+  // graphile-migrate's afterReset hook: it passes the fresh database as GM_DBURL.
+  if (command === "install-worker-schema") {
+    const url = process.env.GM_DBURL;
+    if (!url) throw new Error("install-worker-schema runs from graphile-migrate hooks, which set GM_DBURL");
+    await installWorkerSchema(url);
+    return 0;
+  }
+  if (!command || (!MIGRATE_COMMANDS.has(command) && command !== "bootstrap")) {
+    console.error(USAGE);
+    return command ? 64 : 0;
+  }
+
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel, pretty: process.stdout.isTTY });
+
+  if (command === "bootstrap") {
+    if (!config.database.ownerUrl) {
+      console.log("The embedded database bootstraps itself on `npm start`; db:bootstrap is for DATABASE_URL servers.");
+      return 0;
+    }
+    const urls = externalUrls(config);
+    if (!urls.root) throw new ConfigError(["ROOT_DATABASE_URL: db:bootstrap needs a superuser connection"]);
+    await bootstrapDatabase({ rootUrl: urls.root, urls, logger });
+    console.log(`Roles ${Object.values(urls.roles).join(", ")} and database ready.`);
+    return 0;
+  }
+
+  const database = await openDatabase(config, logger);
+  try {
+    if (command === "migrate" || command === "reset") await installWorkerSchema(database.urls.owner);
+    return await graphileMigrate([command, ...rest], migrateEnv(database.urls));
+  } finally {
+    await database.stop();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error instanceof ConfigError ? error.message : error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);

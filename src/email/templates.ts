@@ -1,0 +1,65 @@
+/** An email ready to send: both a plain-text and an HTML body. */
+export interface RenderedEmail {
+  subject: string;
+  text: string;
+  html: string;
+}
+
+const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const escapeHtml = (value: string) => value.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+
+/** One layout for every message: a greeting, paragraphs, an optional button, a footer. */
+function layout(parts: { subject: string; greeting: string; paragraphs: string[]; action?: { label: string; url: string } }): RenderedEmail {
+  const { subject, greeting, paragraphs, action } = parts;
+  const text = [greeting, "", ...paragraphs.flatMap((p) => [p, ""]), ...(action ? [`${action.label}: ${action.url}`, ""] : []), "— Oddscenes"].join("\n");
+  const html = `<!doctype html>
+<html><body style="font-family: system-ui, sans-serif; line-height: 1.5; color: #1f2933; max-width: 560px; margin: 0 auto; padding: 24px;">
+<p>${escapeHtml(greeting)}</p>
+${paragraphs.map((p) => `<p>${escapeHtml(p)}</p>`).join("\n")}
+${action ? `<p><a href="${escapeHtml(action.url)}" style="display: inline-block; padding: 10px 18px; background: #3b5bdb; color: #fff; border-radius: 6px; text-decoration: none;">${escapeHtml(action.label)}</a></p>\n<p style="font-size: 13px; color: #52606d;">Or paste this link into your browser: ${escapeHtml(action.url)}</p>` : ""}
+<p style="font-size: 13px; color: #52606d;">— Oddscenes</p>
+</body></html>
+`;
+  return { subject, text, html };
+}
+
+/** Every email the backend sends. A job names one and passes its variables. */
+export const templates = {
+  verify_email: (v: { name: string; link: string }) =>
+    layout({
+      subject: "Confirm your email address",
+      greeting: `Hi ${v.name},`,
+      paragraphs: ["Please confirm that this is your email address. The link works once and expires in 3 days."],
+      action: { label: "Confirm email", url: v.link },
+    }),
+  reset_password: (v: { name: string; link: string }) =>
+    layout({
+      subject: "Reset your password",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        "Someone (hopefully you) asked to reset the password of your account. The link works once and expires in 1 hour.",
+        "If it was not you, ignore this email: your password stays as it is.",
+      ],
+      action: { label: "Choose a new password", url: v.link },
+    }),
+  password_changed: (v: { name: string }) =>
+    layout({
+      subject: "Your password was changed",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        "The password of your account was just changed and your other sessions were signed out.",
+        "If this was not you, reset your password at once and contact support.",
+      ],
+    }),
+} satisfies Record<string, (variables: never) => RenderedEmail>;
+
+export type TemplateName = keyof typeof templates;
+export type TemplateVariables<N extends TemplateName> = Parameters<(typeof templates)[N]>[0];
+
+export function isTemplateName(name: string): name is TemplateName {
+  return Object.hasOwn(templates, name);
+}
+
+export function renderEmail<N extends TemplateName>(name: N, variables: TemplateVariables<N>): RenderedEmail {
+  return (templates[name] as (v: TemplateVariables<N>) => RenderedEmail)(variables);
+}

@@ -1,0 +1,73 @@
+import { createServer, type Server } from "node:http";
+import express, { type Router } from "express";
+import { postgraphile } from "postgraphile";
+import { grafserv } from "postgraphile/grafserv/express/v4";
+import type { Config } from "../config.ts";
+import type { Pools } from "../db/pools.ts";
+import { makeGraphilePreset, type IdentityResolver } from "../graphql/preset.ts";
+import type { Logger } from "../logger.ts";
+import { corsPolicy } from "./cors.ts";
+import { errorHandler, notFound } from "./errors.ts";
+import { healthRoutes } from "./health.ts";
+import { createMetrics } from "./metrics.ts";
+import { requestId } from "./request-id.ts";
+import { requestLog } from "./request-log.ts";
+import { securityHeaders } from "./security-headers.ts";
+
+export interface AppOptions {
+  config: Config;
+  pools: Pools;
+  logger: Logger;
+  roles: { anonymous: string; user: string };
+  /** Newest committed migration; /readyz reports "not ready" until the database has it. */
+  latestMigration: string | undefined;
+  /** Resolves the caller of a GraphQL request (role and claims); anonymous when omitted. */
+  identify?: IdentityResolver;
+  /** REST routers mounted after JSON parsing, e.g. `/auth`. */
+  routes?: Array<[path: string, router: Router]>;
+}
+
+export interface App {
+  app: express.Express;
+  /** The HTTP server (not listening yet); websockets for subscriptions attach to it. */
+  server: Server;
+  /** Releases PostGraphile (schema, websockets, subscriptions); pools are the caller's. */
+  release(): Promise<void>;
+}
+
+/**
+ * Builds the HTTP edge. Middleware order is the request's path through it: id, log, metrics,
+ * security headers, CORS, health, GraphQL, JSON body, REST routes, 404, errors.
+ */
+export async function createApp(options: AppOptions): Promise<App> {
+  const { config, pools, logger, roles } = options;
+  const app = express();
+  const server = createServer(app);
+  const metrics = createMetrics();
+
+  app.disable("x-powered-by");
+  app.set("trust proxy", "loopback, linklocal, uniquelocal");
+
+  app.use(requestId);
+  app.use(requestLog(logger));
+  app.use(metrics.middleware);
+  app.use(securityHeaders({ graphiql: config.env !== "production" }));
+  app.use(corsPolicy(config.corsOrigins));
+
+  app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration }));
+  app.get("/metrics", metrics.handler);
+
+  const pgl = postgraphile(
+    makeGraphilePreset({ config, pool: pools.authenticator, roles, identify: options.identify }),
+  );
+  const serv = pgl.createServ(grafserv);
+  await serv.addTo(app, server);
+
+  app.use(express.json({ limit: config.bodyLimitBytes, strict: true }));
+  for (const [path, router] of options.routes ?? []) app.use(path, router);
+
+  app.use(notFound);
+  app.use(errorHandler(logger));
+
+  return { app, server, release: async () => { await pgl.release(); } };
+}

@@ -1,0 +1,60 @@
+import type { ErrorRequestHandler, RequestHandler } from "express";
+import type { Logger } from "../logger.ts";
+
+/** The one error type routes throw; the error middleware turns it into `{ error: { code, message } }`. */
+export class AppError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: unknown;
+  readonly headers: Record<string, string>;
+  constructor(status: number, code: string, message: string, options: { details?: unknown; headers?: Record<string, string> } = {}) {
+    super(message);
+    this.name = "AppError";
+    this.status = status;
+    this.code = code;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** Errors raised by body-parser carry a `type` and an HTTP status. */
+function fromBodyParser(error: unknown): AppError | undefined {
+  if (typeof error !== "object" || error === null || !("type" in error)) return undefined;
+  switch ((error as { type: unknown }).type) {
+    case "entity.parse.failed":
+      return new AppError(400, "invalid_json", "The request body is not valid JSON.");
+    case "entity.too.large":
+      return new AppError(413, "payload_too_large", "The request body is larger than this endpoint accepts.");
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return new AppError(415, "unsupported_encoding", "The request body's encoding is not supported; send UTF-8.");
+    case "request.aborted":
+      return new AppError(400, "request_aborted", "The request was aborted before its body arrived.");
+    default:
+      return undefined;
+  }
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new AppError(404, "not_found", `No route for ${req.method} ${req.path}.`));
+};
+
+/** The only place errors become responses. Unknown errors are logged, never shown. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error, req, res, next) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    const known = error instanceof AppError ? error : fromBodyParser(error);
+    if (known) {
+      res.set(known.headers);
+      res.status(known.status).json({
+        error: { code: known.code, message: known.message, ...(known.details === undefined ? {} : { details: known.details }) },
+      });
+      return;
+    }
+    (req.log ?? logger).error({ err: error }, "unhandled error");
+    res.status(500).json({ error: { code: "internal_error", message: "Something went wrong on our side; it has been logged." } });
+  };
+}
