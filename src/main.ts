@@ -4,7 +4,10 @@ import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger } from "./logger.ts";
 
 function banner(config: Config, backend: Backend): string {
-  const relative = (p: string) => path.relative(process.cwd(), p) || ".";
+  const relative = (p: string) => {
+    const inside = path.relative(process.cwd(), p);
+    return inside.startsWith("..") ? p : inside || ".";
+  };
   const db = new URL(backend.database.urls.owner);
   const lines = [
     "",

@@ -51,7 +51,10 @@ async function main(argv: string[]): Promise<number> {
     }
     const urls = externalUrls(config);
     if (!urls.root) throw new ConfigError(["ROOT_DATABASE_URL: db:bootstrap needs a superuser connection"]);
-    await bootstrapDatabase({ rootUrl: urls.root, urls, logger });
+    // The role passwords are the ones in DATABASE_URL and AUTH_DATABASE_URL, when they carry one.
+    const password = (url: string) => decodeURIComponent(new URL(url).password);
+    const passwords = { owner: password(urls.owner), authenticator: password(urls.authenticator) };
+    await bootstrapDatabase({ rootUrl: urls.root, urls, passwords, logger });
     console.log(`Roles ${Object.values(urls.roles).join(", ")} and database ready.`);
     return 0;
   }

