@@ -27,6 +27,23 @@ const duration = z.string().trim().transform((value, ctx) => {
   return Math.ceil(Number(match[1]) * UNIT_SECONDS[unit]);
 });
 
+/** "10/15m": at most 10 in any 15-minute window. */
+const rate = z.string().trim().transform((value, ctx) => {
+  const [count, window] = value.split("/");
+  const windowMatch = DURATION.exec(window ?? "");
+  if (!/^\d+$/.test(count ?? "") || !windowMatch || Number(count) < 1) {
+    ctx.addIssue({ code: "custom", message: `must be a count per duration like 10/15m (got "${value}")` });
+    return z.NEVER;
+  }
+  const unit = (windowMatch[2] ?? "s") as keyof typeof UNIT_SECONDS;
+  return { max: Number(count), windowSeconds: Math.ceil(Number(windowMatch[1]) * UNIT_SECONDS[unit]) };
+});
+
+export interface Rate {
+  max: number;
+  windowSeconds: number;
+}
+
 const SIZE = /^(\d+)\s*(b|kb|mb)?$/i;
 const SIZE_BYTES = { b: 1, kb: 1024, mb: 1024 * 1024 } as const;
 const byteSize = z.string().trim().transform((value, ctx) => {
@@ -71,6 +88,12 @@ const EnvSchema = z.object({
   JWT_ACCESS_TTL: duration.default(900),
   REFRESH_TOKEN_TTL: duration.default(30 * 86400),
   REFRESH_REUSE_GRACE: duration.default(10),
+  LOGIN_LOCKOUT: rate.default({ max: 5, windowSeconds: 900 }),
+  RATE_LIMIT_LOGIN_EMAIL: rate.default({ max: 10, windowSeconds: 900 }),
+  RATE_LIMIT_LOGIN_IP: rate.default({ max: 50, windowSeconds: 900 }),
+  RATE_LIMIT_REGISTER_IP: rate.default({ max: 10, windowSeconds: 3600 }),
+  RATE_LIMIT_FORGOT_PASSWORD_EMAIL: rate.default({ max: 3, windowSeconds: 3600 }),
+  RATE_LIMIT_REFRESH_SESSION: rate.default({ max: 30, windowSeconds: 60 }),
   STRIPE_SECRET_KEY: optional(z.string().regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_ or rk_")),
   STRIPE_WEBHOOK_SECRET: optional(z.string().regex(/^whsec_/, "must start with whsec_")),
   SMTP_URL: optional(z.string().regex(/^smtps?:\/\//, "must be an smtp:// or smtps:// URL")),
@@ -109,6 +132,17 @@ export interface Config {
     reuseGraceSeconds: number;
     issuer: string;
     audience: string;
+  };
+  auth: {
+    /** Wrong passwords allowed per window before the account locks for one window. */
+    lockout: Rate;
+    rateLimits: {
+      loginEmail: Rate;
+      loginIp: Rate;
+      registerIp: Rate;
+      forgotPasswordEmail: Rate;
+      refreshSession: Rate;
+    };
   };
   stripe: { secretKey: string | undefined; webhookSecret: string | undefined };
   email: { smtpUrl: string | undefined; from: string; mailDir: string };
@@ -206,6 +240,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       reuseGraceSeconds: e.REFRESH_REUSE_GRACE,
       issuer: publicUrl,
       audience: "oddscenes",
+    },
+    auth: {
+      lockout: e.LOGIN_LOCKOUT,
+      rateLimits: {
+        loginEmail: e.RATE_LIMIT_LOGIN_EMAIL,
+        loginIp: e.RATE_LIMIT_LOGIN_IP,
+        registerIp: e.RATE_LIMIT_REGISTER_IP,
+        forgotPasswordEmail: e.RATE_LIMIT_FORGOT_PASSWORD_EMAIL,
+        refreshSession: e.RATE_LIMIT_REFRESH_SESSION,
+      },
     },
     stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET },
     email: { smtpUrl: e.SMTP_URL, from: e.EMAIL_FROM, mailDir: path.join(dataDir, "mail") },

@@ -1,13 +1,12 @@
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { runOnce } from "graphile-worker";
 import { simpleParser } from "mailparser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMailer } from "../src/email/mailer.ts";
 import { renderEmail } from "../src/email/templates.ts";
-import { makeWorkerPreset } from "../src/worker/preset.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
+import { runJobs } from "./helpers/jobs.ts";
 import { startSmtpSink, type SmtpSink } from "./helpers/smtp.ts";
 
 let db: TestDatabase;
@@ -26,10 +25,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function runQueuedJobs() {
-  await runOnce({ pgPool: db.root, preset: makeWorkerPreset({ concurrency: 1 }), noHandleSignals: true });
-}
-
 describe("send_email", () => {
   it("delivers a job enqueued from SQL to a real SMTP server, as text and HTML", async () => {
     await db.root.query("select graphile_worker.add_job('send_email', $1::json)", [
@@ -39,7 +34,7 @@ describe("send_email", () => {
         variables: { name: "Ada <Lovelace>", link: "http://localhost:3000/verify-email?token=abc123" },
       }),
     ]);
-    await runQueuedJobs();
+    await runJobs(db);
 
     const message = await smtp.waitFor((m) => m.subject === "Confirm your email address");
     expect(message.from?.text).toBe('"Oddscenes Test" <robot@oddscenes.test>');
@@ -57,7 +52,7 @@ describe("send_email", () => {
     await db.root.query("select graphile_worker.add_job('send_email', $1::json)", [
       JSON.stringify({ to: "ada@example.com", template: "no_such_template" }),
     ]);
-    await runQueuedJobs();
+    await runJobs(db);
     const { rows } = await db.root.query(
       "select attempts, last_error from graphile_worker.jobs where task_identifier = 'send_email'",
     );

@@ -10,6 +10,7 @@ const USAGE = `Usage: npm run db:<command> [-- graphile-migrate options]
   db:migrate     apply committed migrations (worker schema first)
   db:watch       re-run migrations/current.sql on every save (development)
   db:commit      commit current.sql as the next migration (-- -m "message")
+  db:uncommit    move the newest committed migration back into current.sql (development only)
   db:reset       drop and rebuild the database from the migrations (-- --erase)
   db:status      show pending migrations (exit code: 1 = unapplied, 2 = current.sql not empty)
   db:bootstrap   create the roles and database as a superuser (needs ROOT_DATABASE_URL)

@@ -96,6 +96,8 @@ export async function installWorkerSchema(ownerUrl: string): Promise<void> {
 export function migrateEnv(urls: DatabaseUrls): NodeJS.ProcessEnv {
   return {
     ...process.env,
+    // .gmrc hooks run `node …`: make that this same Node 24, however we were started.
+    PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter),
     DATABASE_URL: urls.owner,
     SHADOW_DATABASE_URL: urls.shadow,
     ROOT_DATABASE_URL: urls.root,

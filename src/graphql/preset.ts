@@ -3,29 +3,13 @@ import type pg from "pg";
 import { makePgService } from "postgraphile/adaptors/pg";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import type { Config } from "../config.ts";
+import { ANONYMOUS, pgSettingsFor, type RequestIdentity } from "../db/request-role.ts";
+import { maskError } from "./errors.ts";
 
-/** How long one request's SQL may run, per request role (anonymous requests get less). */
-const STATEMENT_TIMEOUT = { anonymous: "3s", user: "8s" } as const;
-
-/** What the GraphQL context needs to know about the caller; the identity issue fills it from the JWT. */
-export interface RequestIdentity {
-  role: "anonymous" | "user";
-  claims: Record<string, string>;
-}
-
+/** Finds the caller of a GraphQL request (HTTP or WebSocket); throws to refuse it. */
 export type IdentityResolver = (requestContext: Partial<Grafast.RequestContext>) => Promise<RequestIdentity>;
 
-const anonymous: IdentityResolver = async () => ({ role: "anonymous", claims: {} });
-
-/** The settings a request runs under: its database role and its verified claims. */
-export function pgSettingsFor(identity: RequestIdentity, roles: { anonymous: string; user: string }): Record<string, string> {
-  const settings: Record<string, string> = {
-    role: identity.role === "user" ? roles.user : roles.anonymous,
-    statement_timeout: STATEMENT_TIMEOUT[identity.role],
-  };
-  for (const [name, value] of Object.entries(identity.claims)) settings[`jwt.claims.${name}`] = value;
-  return settings;
-}
+const anonymous: IdentityResolver = async () => ANONYMOUS;
 
 /**
  * PostGraphile's preset: the Amber preset with simplified inflection over app_public only,
@@ -50,6 +34,7 @@ export function makeGraphilePreset(options: {
       graphiqlOnGraphQLGET: false,
       websockets: true,
       maxRequestLength: config.bodyLimitBytes,
+      maskError,
     },
     grafast: {
       async context(requestContext) {

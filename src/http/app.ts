@@ -2,9 +2,13 @@ import { createServer, type Server } from "node:http";
 import express, { type Router } from "express";
 import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/express/v4";
+import { graphqlHttpAuth, graphqlIdentity } from "../auth/graphql-identity.ts";
+import { createPasswords } from "../auth/passwords.ts";
+import { authRoutes } from "../auth/routes.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
-import { makeGraphilePreset, type IdentityResolver } from "../graphql/preset.ts";
+import type { DatabaseUrls } from "../db/urls.ts";
+import { makeGraphilePreset } from "../graphql/preset.ts";
 import type { Logger } from "../logger.ts";
 import { corsPolicy } from "./cors.ts";
 import { errorHandler, notFound } from "./errors.ts";
@@ -18,12 +22,10 @@ export interface AppOptions {
   config: Config;
   pools: Pools;
   logger: Logger;
-  roles: { anonymous: string; user: string };
+  roles: DatabaseUrls["roles"];
   /** Newest committed migration; /readyz reports "not ready" until the database has it. */
   latestMigration: string | undefined;
-  /** Resolves the caller of a GraphQL request (role and claims); anonymous when omitted. */
-  identify?: IdentityResolver;
-  /** REST routers mounted after JSON parsing, e.g. `/auth`. */
+  /** Extra REST routers mounted after the built-in ones (tests use this). */
   routes?: Array<[path: string, router: Router]>;
 }
 
@@ -37,7 +39,8 @@ export interface App {
 
 /**
  * Builds the HTTP edge. Middleware order is the request's path through it: id, log, metrics,
- * security headers, CORS, health, GraphQL, JSON body, REST routes, 404, errors.
+ * security headers, CORS, health, GraphQL (authenticated first), JSON body, REST routes, 404,
+ * errors.
  */
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, pools, logger, roles } = options;
@@ -57,13 +60,16 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration }));
   app.get("/metrics", metrics.handler);
 
+  const identityDeps = { jwt: config.jwt, ownerPool: pools.owner };
+  app.use("/graphql", graphqlHttpAuth(identityDeps));
   const pgl = postgraphile(
-    makeGraphilePreset({ config, pool: pools.authenticator, roles, identify: options.identify }),
+    makeGraphilePreset({ config, pool: pools.authenticator, roles, identify: graphqlIdentity(identityDeps) }),
   );
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
 
   app.use(express.json({ limit: config.bodyLimitBytes, strict: true }));
+  app.use("/auth", authRoutes({ config, pools, roles, passwords: createPasswords() }));
   for (const [path, router] of options.routes ?? []) app.use(path, router);
 
   app.use(notFound);

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
+import { mapDatabaseError } from "../db/errors.ts";
 import type { Logger } from "../logger.ts";
 
 /** The one error type routes throw; the error middleware turns it into `{ error: { code, message } }`. */
@@ -46,7 +47,11 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       next(error);
       return;
     }
-    const known = error instanceof AppError ? error : fromBodyParser(error);
+    const mapped = mapDatabaseError(error);
+    const known =
+      error instanceof AppError
+        ? error
+        : (fromBodyParser(error) ?? (mapped ? new AppError(mapped.status, mapped.code, mapped.message) : undefined));
     if (known) {
       res.set(known.headers);
       res.status(known.status).json({

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { inject } from "vitest";
+import { pgSettingsFor } from "../../src/db/request-role.ts";
 import type { DatabaseUrls } from "../../src/db/urls.ts";
 import { urlsFor } from "./cluster.ts";
 
@@ -27,6 +28,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   }
   const urls = urlsFor(cluster, name);
   const root = new pg.Pool({ connectionString: urls.root, max: 4 });
+  // A connection dropped while idle (e.g. the database being dropped) is not a test failure.
+  root.on("error", () => {});
+  root.on("connect", (client) => client.on("error", () => {}));
   return {
     name,
     urls,
@@ -44,8 +48,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 export type Role = "anonymous" | "user";
 
 /**
- * Runs `fn` in a transaction as a request would: switched to the request role with the given
- * claims as `jwt.claims.*`. Rolls back unless `commit` is set.
+ * Runs `fn` in a transaction as a request would, with the API's own settings (role, claims as
+ * `jwt.claims.*`, statement timeout). Rolls back unless `commit` is set.
  */
 export async function asRole<T>(
   db: TestDatabase,
@@ -57,10 +61,8 @@ export async function asRole<T>(
   const client = await db.root.connect();
   try {
     await client.query("begin");
-    for (const [name, value] of Object.entries(claims)) {
-      await client.query("select pg_catalog.set_config($1, $2, true)", [`jwt.claims.${name}`, value]);
-    }
-    await client.query(`set local role ${client.escapeIdentifier(db.urls.roles[role])}`);
+    const settings = pgSettingsFor({ role, claims }, db.urls.roles);
+    await client.query("select pg_catalog.set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
     const result = await fn(client);
     await client.query(options.commit ? "commit" : "rollback");
     return result;

@@ -1,0 +1,29 @@
+import type { Request, RequestHandler } from "express";
+import type pg from "pg";
+import type { Rate } from "../config.ts";
+import { AppError } from "../http/errors.ts";
+
+/** Counts one hit in Postgres (shared by every instance); returns the seconds to wait, or 0. */
+export async function consumeRateLimit(pool: pg.Pool, bucket: string, key: string, rate: Rate): Promise<number> {
+  const { rows } = await pool.query<{ retry_after: number }>(
+    "select app_private.consume_rate_limit($1, $2, $3, $4) as retry_after",
+    [bucket, key, rate.max, rate.windowSeconds],
+  );
+  return rows[0]?.retry_after ?? 0;
+}
+
+export function tooManyRequests(retryAfter: number): AppError {
+  return new AppError(429, "rate_limited", `Too many attempts; try again in ${retryAfter} seconds.`, {
+    headers: { "Retry-After": String(retryAfter) },
+  });
+}
+
+/** Middleware: 429 with Retry-After once `key(req)` has used up its rate; no key, no limit. */
+export function rateLimit(pool: pg.Pool, bucket: string, rate: Rate, key: (req: Request) => string | undefined): RequestHandler {
+  return async (req, _res, next) => {
+    const value = key(req);
+    if (value === undefined) return next();
+    const retryAfter = await consumeRateLimit(pool, bucket, value.toLowerCase(), rate);
+    next(retryAfter > 0 ? tooManyRequests(retryAfter) : undefined);
+  };
+}

@@ -1,0 +1,46 @@
+import jwt from "jsonwebtoken";
+import type { Config } from "../config.ts";
+import { AppError } from "../http/errors.ts";
+
+/** Who an access token speaks for. */
+export interface TokenSubject {
+  userId: string;
+  sessionId: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A short-lived HS256 access token: sub (user), sid (session), role, iss, aud, exp. */
+export function signAccessToken(settings: Config["jwt"], subject: TokenSubject): string {
+  return jwt.sign({ sid: subject.sessionId, role: "user" }, settings.secret, {
+    algorithm: "HS256",
+    subject: subject.userId,
+    issuer: settings.issuer,
+    audience: settings.audience,
+    expiresIn: settings.accessTtlSeconds,
+  });
+}
+
+/**
+ * Verifies signature (HS256 only, so `none` and other algorithms fail), issuer, audience and
+ * expiry. Throws a 401 AppError; whether the session is still live is checked separately.
+ */
+export function verifyAccessToken(settings: Config["jwt"], token: string): TokenSubject {
+  let claims: jwt.JwtPayload | string;
+  try {
+    claims = jwt.verify(token, settings.secret, {
+      algorithms: ["HS256"],
+      issuer: settings.issuer,
+      audience: settings.audience,
+    });
+  } catch (error) {
+    if (error instanceof jwt.TokenExpiredError) {
+      throw new AppError(401, "token_expired", "The access token has expired; refresh it and try again.");
+    }
+    throw new AppError(401, "invalid_token", "The access token is not valid.");
+  }
+  if (typeof claims === "string" || !UUID.test(claims.sub ?? "") || !UUID.test(String(claims.sid ?? ""))) {
+    throw new AppError(401, "invalid_token", "The access token is not valid.");
+  }
+  return { userId: claims.sub!, sessionId: String(claims.sid) };
+}

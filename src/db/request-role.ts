@@ -1,0 +1,51 @@
+import type pg from "pg";
+
+/** How long one request's SQL may run, per request role (anonymous requests get less). */
+const STATEMENT_TIMEOUT = { anonymous: "3s", user: "8s" } as const;
+
+/** The caller of a request, as the database sees it: a role and verified claims. */
+export interface RequestIdentity {
+  role: "anonymous" | "user";
+  claims: Record<string, string>;
+}
+
+export const ANONYMOUS: RequestIdentity = { role: "anonymous", claims: {} };
+
+/** Identity of a signed-in user from their verified access token. */
+export function userIdentity(subject: { userId: string; sessionId: string }): RequestIdentity {
+  return { role: "user", claims: { user_id: subject.userId, session_id: subject.sessionId } };
+}
+
+/** Transaction-local settings a request runs under: its database role and `jwt.claims.*`. */
+export function pgSettingsFor(identity: RequestIdentity, roles: { anonymous: string; user: string }): Record<string, string> {
+  const settings: Record<string, string> = {
+    role: identity.role === "user" ? roles.user : roles.anonymous,
+    statement_timeout: STATEMENT_TIMEOUT[identity.role],
+  };
+  for (const [name, value] of Object.entries(identity.claims)) settings[`jwt.claims.${name}`] = value;
+  return settings;
+}
+
+/**
+ * Runs `fn` in a transaction on the authenticator pool as the request's role, exactly as
+ * PostGraphile does, so row-level security decides what REST routes see too.
+ */
+export async function withRequestRole<T>(
+  pool: pg.Pool,
+  settings: Record<string, string>,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    await client.query("select pg_catalog.set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
+    const result = await fn(client);
+    await client.query("commit");
+    return result;
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
