@@ -14,15 +14,23 @@ const Payload = z.object({
 // behaves the same in-process and under the worker CLI.
 let mailer: Mailer | undefined;
 
+/** SQL knows paths, not the public URL: a `link` starting with "/" is resolved against PUBLIC_URL. */
+function withAbsoluteLink(variables: Record<string, unknown>, publicUrl: string): Record<string, unknown> {
+  const link = variables.link;
+  return typeof link === "string" && link.startsWith("/") ? { ...variables, link: `${publicUrl}${link}` } : variables;
+}
+
 /**
  * send_email { to, template, variables }: renders a template from src/email/templates.ts and
  * delivers it. Jobs are enqueued from SQL inside the transaction that causes them.
  */
 const sendEmail: Task = async (rawPayload, helpers) => {
   const payload = Payload.parse(rawPayload);
-  mailer ??= createMailer(loadConfig().email);
+  const config = loadConfig();
+  mailer ??= createMailer(config.email);
   const template = payload.template as TemplateName;
-  const email = renderEmail(template, payload.variables as TemplateVariables<typeof template>);
+  const variables = withAbsoluteLink(payload.variables, config.publicUrl);
+  const email = renderEmail(template, variables as TemplateVariables<typeof template>);
   const { delivered, file } = await mailer.send(payload.to, email);
   if (file) {
     // No SMTP server in development: show the links so a developer can click through.

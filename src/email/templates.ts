@@ -42,6 +42,16 @@ export const templates = {
       ],
       action: { label: "Choose a new password", url: v.link },
     }),
+  organization_invitation: (v: { inviterName: string; organizationName: string; role: string; link: string }) =>
+    layout({
+      subject: `${v.inviterName} invited you to ${v.organizationName}`,
+      greeting: "Hello,",
+      paragraphs: [
+        `${v.inviterName} invited you to join ${v.organizationName} on Oddscenes as ${v.role === "admin" ? "an admin" : `a ${v.role}`}.`,
+        "Sign in (or create an account) with this email address, then open the link. It works for 7 days.",
+      ],
+      action: { label: `Join ${v.organizationName}`, url: v.link },
+    }),
   password_changed: (v: { name: string }) =>
     layout({
       subject: "Your password was changed",

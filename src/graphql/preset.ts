@@ -2,9 +2,12 @@ import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
 import type pg from "pg";
 import { makePgService } from "postgraphile/adaptors/pg";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import { ANONYMOUS, pgSettingsFor, type RequestIdentity } from "../db/request-role.ts";
 import { maskError } from "./errors.ts";
+import { PrivateUserFieldsPlugin } from "./private-user-fields.ts";
+import { RealtimePlugin } from "./realtime.ts";
 
 /** Finds the caller of a GraphQL request (HTTP or WebSocket); throws to refuse it. */
 export type IdentityResolver = (requestContext: Partial<Grafast.RequestContext>) => Promise<RequestIdentity>;
@@ -25,7 +28,8 @@ export function makeGraphilePreset(options: {
   const identify = options.identify ?? anonymous;
   const development = config.env !== "production";
   return {
-    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset],
+    extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
+    plugins: [RealtimePlugin, PrivateUserFieldsPlugin],
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: true })],
     grafserv: {
       graphqlPath: "/graphql",

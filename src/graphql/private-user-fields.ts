@@ -1,0 +1,32 @@
+import { extendSchema } from "postgraphile/utils";
+
+/**
+ * Adds User.email, User.isAdmin and User.emailVerifiedAt. Request roles may only select a user's
+ * public columns (co-members see name and avatar), so these come from id-taking SQL functions
+ * that answer for the user themself and site administrators, and null for anyone else.
+ */
+export const PrivateUserFieldsPlugin = extendSchema((build) => {
+  const { user_email: email, user_is_admin: isAdmin, user_email_verified_at: verifiedAt } = build.pgResources;
+  if (!email || !isAdmin || !verifiedAt) throw new Error("PrivateUserFieldsPlugin needs app_public.user_email and friends");
+  return {
+    typeDefs: /* GraphQL */ `
+      extend type User {
+        """The address the user signs in with; visible to the user and site administrators only (null for anyone else)."""
+        email: String
+        """Whether the user is a site administrator; visible to the user and site administrators only."""
+        isAdmin: Boolean
+        """When the user confirmed their address; visible to the user and site administrators only."""
+        emailVerifiedAt: Datetime
+      }
+    `,
+    objects: {
+      User: {
+        plans: {
+          email: ($user) => email.execute([{ step: $user.get("id") }]),
+          isAdmin: ($user) => isAdmin.execute([{ step: $user.get("id") }]),
+          emailVerifiedAt: ($user) => verifiedAt.execute([{ step: $user.get("id") }]),
+        },
+      },
+    },
+  };
+});
