@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import type { Server } from "node:http";
+import type { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Runner } from "graphile-worker";
 import type { Config } from "./config.ts";
@@ -26,10 +27,24 @@ async function listen(server: Server, port: number, host: string): Promise<numbe
   return typeof address === "object" && address ? address.port : port;
 }
 
-/** Stops accepting connections and waits for in-flight requests, at most `timeoutMs`. */
-async function drain(server: Server, timeoutMs: number): Promise<void> {
+/** WebSocket connections of a server, so shutdown can end them (subscriptions cannot drain). */
+function trackUpgrades(server: Server): Set<Duplex> {
+  const sockets = new Set<Duplex>();
+  server.on("upgrade", (_req, socket: Duplex) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  return sockets;
+}
+
+/**
+ * Stops accepting connections, ends WebSockets (clients reconnect elsewhere) and waits for
+ * in-flight requests, at most `timeoutMs`.
+ */
+async function drain(server: Server, websockets: Set<Duplex>, timeoutMs: number): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  for (const socket of websockets) socket.destroy();
   const timedOut = await Promise.race([closed.then(() => false), sleep(timeoutMs).then(() => true)]);
   if (timedOut) server.closeAllConnections();
 }
@@ -61,12 +76,13 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
         ? await startWorker({ pool: pools.owner, concurrency: config.worker.concurrency, logger })
         : undefined;
     if (worker) cleanup.push(() => worker.stop());
+    const websockets = trackUpgrades(app.server);
     const port = await listen(app.server, config.port, config.host);
 
     const stop = async () => {
       const drainMs = Math.max(1000, config.shutdownTimeoutMs / 2);
       logger.info("shutting down: no new connections, draining requests");
-      await drain(app.server, drainMs);
+      await drain(app.server, websockets, drainMs);
       if (worker) {
         logger.info("waiting for running jobs to finish");
         await worker.stop();

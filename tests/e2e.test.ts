@@ -5,6 +5,7 @@ import path from "node:path";
 import pg from "pg";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
@@ -54,13 +55,13 @@ async function stopWith(started: Started, signal: NodeJS.Signals): Promise<numbe
   return exited;
 }
 
-async function graphql(url: string, query: string) {
+async function graphql(url: string, query: string, token?: string) {
   const res = await fetch(`${url}/graphql`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
     body: JSON.stringify({ query }),
   });
-  return { status: res.status, body: await res.json() };
+  return { status: res.status, body: (await res.json()) as any };
 }
 
 const external = Boolean(process.env.TEST_DATABASE_URL);
@@ -92,18 +93,59 @@ describe("npm start, end to end", () => {
       expect(await graphql(first.url, "{ currentUserId }")).toEqual({ status: 200, body: { data: { currentUserId: null } } });
       expect(first.output()).toContain("embedded PostgreSQL");
 
+      // A signed-in user holds a live subscription while we shut down.
+      const registered = await fetch(`${first.url}/auth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: "e2e@example.com", password: "e2e password 123", name: "E2E" }),
+      });
+      expect(registered.status).toBe(201);
+      const { accessToken } = (await registered.json()) as { accessToken: string };
+      const socket = new WebSocket(first.url.replace("http", "ws") + "/graphql", "graphql-transport-ws");
+      await new Promise((resolve, reject) => {
+        socket.once("open", resolve);
+        socket.once("error", reject);
+      });
+      const organization = await graphql(
+        first.url,
+        `mutation { createOrganization(input: { slug: "e2e", name: "E2E" }) { organization { rowId } } }`,
+        accessToken,
+      );
+      const project = await graphql(
+        first.url,
+        `mutation { createProject(input: { project: { organizationId: "${organization.body.data.createOrganization.organization.rowId}", name: "Live" } }) { project { rowId } } }`,
+        accessToken,
+      );
+      const projectId = project.body.data.createProject.project.rowId;
+      socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${accessToken}` } }));
+      await new Promise((resolve) => socket.once("message", resolve));
+      socket.send(
+        JSON.stringify({
+          id: "1",
+          type: "subscribe",
+          payload: { query: `subscription { taskChanged(projectId: "${projectId}") { event } }` },
+        }),
+      );
+      const socketClosed = new Promise((resolve) => socket.once("close", resolve));
+
       // A job due in an hour is queued; a clean shutdown must not lose it.
       const secrets = JSON.parse(readFileSync(path.join(dataDir, "secrets.json"), "utf8"));
       const { port } = JSON.parse(readFileSync(path.join(dataDir, "embedded-postgres.json"), "utf8"));
       const rootUrl = `postgres://postgres:${secrets.superuserPassword}@127.0.0.1:${port}/oddscenes`;
       const client = new pg.Client({ connectionString: rootUrl });
       await client.connect();
+      await expect
+        .poll(async () => (await client.query("select count(*)::int as n from pg_stat_activity where query like 'LISTEN \"project:%'")).rows[0].n)
+        .toBe(1);
       await client.query(
         "select graphile_worker.add_job('send_email', '{}'::json, run_at := now() + interval '1 hour', job_key := 'e2e-kept')",
       );
       await client.end();
 
+      const stopping = Date.now();
       expect(await stopWith(first, "SIGTERM")).toBe(0);
+      expect(Date.now() - stopping).toBeLessThan(10_000);
+      await socketClosed;
       expect(first.output()).toContain("embedded PostgreSQL stopped");
       expect(first.output()).not.toMatch(/"level":(50|60)/);
 

@@ -15,6 +15,15 @@ export type IdentityResolver = (requestContext: Partial<Grafast.RequestContext>)
 const anonymous: IdentityResolver = async () => ANONYMOUS;
 
 /**
+ * app_public on the authenticator pool, with a LISTEN subscriber for subscriptions.
+ * PostGraphile's release() leaves services alone: whoever makes one calls its release(), which
+ * returns the subscriber's connection to the pool.
+ */
+export function pgServiceFor(pool: pg.Pool) {
+  return makePgService({ pool, schemas: ["app_public"], pubsub: true });
+}
+
+/**
  * PostGraphile's preset: the Amber preset with simplified inflection over app_public only,
  * connecting as the authenticator and switching to the request's role for every operation.
  */
@@ -23,6 +32,8 @@ export function makeGraphilePreset(options: {
   pool: pg.Pool;
   roles: { anonymous: string; user: string };
   identify?: IdentityResolver;
+  /** The service (pool + LISTEN subscriber) when the caller owns its lifecycle; see pgServiceFor. */
+  pgService?: GraphileConfig.PgServiceConfiguration;
 }): GraphileConfig.Preset {
   const { config, pool, roles } = options;
   const identify = options.identify ?? anonymous;
@@ -30,7 +41,7 @@ export function makeGraphilePreset(options: {
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
     plugins: [RealtimePlugin, PrivateUserFieldsPlugin],
-    pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: true })],
+    pgServices: [options.pgService ?? pgServiceFor(pool)],
     grafserv: {
       graphqlPath: "/graphql",
       graphiql: development,

@@ -8,7 +8,7 @@ import { authRoutes } from "../auth/routes.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
-import { makeGraphilePreset } from "../graphql/preset.ts";
+import { makeGraphilePreset, pgServiceFor } from "../graphql/preset.ts";
 import type { Logger } from "../logger.ts";
 import { corsPolicy } from "./cors.ts";
 import { errorHandler, notFound } from "./errors.ts";
@@ -62,8 +62,9 @@ export async function createApp(options: AppOptions): Promise<App> {
 
   const identityDeps = { jwt: config.jwt, ownerPool: pools.owner };
   app.use("/graphql", graphqlHttpAuth(identityDeps));
+  const pgService = pgServiceFor(pools.authenticator);
   const pgl = postgraphile(
-    makeGraphilePreset({ config, pool: pools.authenticator, roles, identify: graphqlIdentity(identityDeps) }),
+    makeGraphilePreset({ config, pool: pools.authenticator, pgService, roles, identify: graphqlIdentity(identityDeps) }),
   );
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
@@ -75,5 +76,9 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.use(notFound);
   app.use(errorHandler(logger));
 
-  return { app, server, release: async () => { await pgl.release(); } };
+  const release = async () => {
+    await pgl.release();
+    await pgService.release?.();
+  };
+  return { app, server, release };
 }

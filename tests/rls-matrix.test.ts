@@ -1,0 +1,185 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type pg from "pg";
+import { buildTestApp, type TestApp } from "./helpers/app.ts";
+import { RELAXED_LIMITS, type SignedUp } from "./helpers/auth.ts";
+import { asRole, createTestDatabase, type TestDatabase } from "./helpers/database.ts";
+import { arrangeTenants, type Tenants } from "./helpers/tenants.ts";
+
+let db: TestDatabase;
+let api: TestApp;
+let t: Tenants;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  api = await buildTestApp(db, { env: RELAXED_LIMITS });
+  t = await arrangeTenants(api, db, "rls");
+  await db.root.query(
+    "insert into app_public.organization_invitations (organization_id, email, invited_by) values ($1, 'pending@example.com', $2)",
+    [t.acme.id, t.owner.id],
+  );
+});
+
+afterAll(async () => {
+  await api?.close();
+  await db?.drop();
+});
+
+type Viewer = "anonymous" | "outsider" | "member" | "admin" | "owner" | "siteAdmin";
+const VIEWERS: Viewer[] = ["anonymous", "outsider", "member", "admin", "owner", "siteAdmin"];
+
+async function claimsOf(account: SignedUp) {
+  const { rows } = await db.root.query("select id from app_private.sessions where user_id = $1 order by created_at limit 1", [account.id]);
+  return { user_id: account.id, session_id: rows[0].id as string };
+}
+
+/** Runs SQL as the viewer, exactly as a request of theirs would; always rolled back. */
+async function as<T>(viewer: Viewer, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  if (viewer === "anonymous") return asRole(db, "anonymous", {}, fn);
+  return asRole(db, "user", await claimsOf(t[viewer]), fn);
+}
+
+async function count(viewer: Viewer, sql: string, params: unknown[] = []): Promise<number> {
+  return as(viewer, async (c) => (await c.query(sql, params)).rowCount ?? 0);
+}
+
+/** Outcome of a write: how many rows it touched, or the SQLSTATE it was refused with. */
+async function attempt(viewer: Viewer, sql: string, params: unknown[] = []): Promise<number | string> {
+  try {
+    return await count(viewer, sql, params);
+  } catch (error) {
+    return (error as { code?: string }).code ?? "error";
+  }
+}
+
+describe("reads: who sees Acme's rows", () => {
+  const tables = {
+    organizations: "select 1 from app_public.organizations where id = $1",
+    organization_memberships: "select 1 from app_public.organization_memberships where organization_id = $1",
+    organization_invitations: "select 1 from app_public.organization_invitations where organization_id = $1",
+    projects: "select 1 from app_public.projects where organization_id = $1",
+    tasks: "select 1 from app_public.tasks where organization_id = $1",
+    task_comments: "select 1 from app_public.task_comments where organization_id = $1",
+    activity: "select 1 from app_public.activity where organization_id = $1",
+  };
+  const expected: Record<keyof typeof tables, Record<Viewer, boolean>> = {
+    organizations: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    organization_memberships: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    organization_invitations: { anonymous: false, outsider: false, member: false, admin: true, owner: true, siteAdmin: true },
+    projects: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    tasks: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    task_comments: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    activity: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+  };
+  for (const [table, sql] of Object.entries(tables) as Array<[keyof typeof tables, string]>) {
+    it(`${table}`, async () => {
+      const seen = Object.fromEntries(await Promise.all(VIEWERS.map(async (v) => [v, (await count(v, sql, [t.acme.id])) > 0])));
+      expect(seen).toEqual(expected[table]);
+    });
+  }
+});
+
+describe("writes", () => {
+  it("projects: members create in their organization only; anonymous cannot", async () => {
+    const insert = "insert into app_public.projects (organization_id, name) values ($1, 'New')";
+    expect(await attempt("member", insert, [t.acme.id])).toBe(1);
+    expect(await attempt("outsider", insert, [t.acme.id])).toBe("42501");
+    expect(await attempt("siteAdmin", insert, [t.acme.id])).toBe("42501");
+    expect(await attempt("anonymous", insert, [t.acme.id])).toBe("42501");
+  });
+
+  it("projects: members rename, managers delete, others touch nothing", async () => {
+    const rename = "update app_public.projects set name = 'Renamed' where id = $1";
+    const remove = "delete from app_public.projects where id = $1";
+    expect(await attempt("member", rename, [t.acme.projectId])).toBe(1);
+    expect(await attempt("outsider", rename, [t.acme.projectId])).toBe(0);
+    expect(await attempt("siteAdmin", rename, [t.acme.projectId])).toBe(0);
+    expect(await attempt("member", remove, [t.acme.projectId])).toBe(0);
+    expect(await attempt("admin", remove, [t.acme.projectId])).toBe(1);
+    expect(await attempt("owner", remove, [t.acme.projectId])).toBe(1);
+    expect(await attempt("outsider", remove, [t.acme.projectId])).toBe(0);
+    expect(await attempt("anonymous", remove, [t.acme.projectId])).toBe("42501");
+    expect(await attempt("member", "update app_public.projects set archived_at = now() where id = $1", [t.acme.projectId])).toBe("42501");
+  });
+
+  it("tasks: members create and edit; creator or managers delete; outsiders touch nothing", async () => {
+    const insert = "insert into app_public.tasks (project_id, title) values ($1, 'Written by SQL')";
+    expect(await attempt("member", insert, [t.acme.projectId])).toBe(1);
+    expect(await attempt("outsider", insert, [t.acme.projectId])).toBe("42501");
+    expect(await attempt("anonymous", insert, [t.acme.projectId])).toBe("42501");
+
+    const edit = "update app_public.tasks set title = 'Edited' where id = $1";
+    for (const viewer of ["member", "admin", "owner"] as const) expect(await attempt(viewer, edit, [t.acme.taskId])).toBe(1);
+    expect(await attempt("outsider", edit, [t.acme.taskId])).toBe(0);
+    expect(await attempt("siteAdmin", edit, [t.acme.taskId])).toBe(0);
+
+    const remove = "delete from app_public.tasks where id = $1";
+    expect(await attempt("member", remove, [t.acme.taskId])).toBe(1);
+    expect(await attempt("admin", remove, [t.acme.taskId])).toBe(1);
+    expect(await attempt("outsider", remove, [t.acme.taskId])).toBe(0);
+
+    const someoneElses = await db.root.query("insert into app_public.tasks (project_id, title) values ($1, 'By root') returning id", [t.acme.projectId]);
+    expect(await attempt("member", remove, [someoneElses.rows[0].id])).toBe(0);
+
+    expect(await attempt("member", "update app_public.tasks set created_by = $2 where id = $1", [t.acme.taskId, t.owner.id])).toBe("42501");
+    expect(await attempt("member", "update app_public.tasks set organization_id = $2 where id = $1", [t.acme.taskId, t.globex.id])).toBe("42501");
+  });
+
+  it("task_comments: members comment as themselves; authors edit; authors and managers delete", async () => {
+    const insert = "insert into app_public.task_comments (task_id, body) values ($1, 'Hello')";
+    expect(await attempt("admin", insert, [t.acme.taskId])).toBe(1);
+    expect(await attempt("outsider", insert, [t.acme.taskId])).toBe("42501");
+    expect(await attempt("anonymous", insert, [t.acme.taskId])).toBe("42501");
+    const edit = "update app_public.task_comments set body = 'Edited' where id = $1";
+    expect(await attempt("member", edit, [t.acme.commentId])).toBe(1);
+    expect(await attempt("admin", edit, [t.acme.commentId])).toBe(0);
+    expect(await attempt("outsider", edit, [t.acme.commentId])).toBe(0);
+    const remove = "delete from app_public.task_comments where id = $1";
+    expect(await attempt("owner", remove, [t.acme.commentId])).toBe(1);
+    expect(await attempt("member", remove, [t.acme.commentId])).toBe(1);
+    expect(await attempt("outsider", remove, [t.acme.commentId])).toBe(0);
+    expect(await attempt("member", "update app_public.task_comments set author_id = $2 where id = $1", [t.acme.commentId, t.owner.id])).toBe("42501");
+  });
+
+  it("organizations: managers rename; nobody inserts or deletes directly", async () => {
+    const rename = "update app_public.organizations set name = 'Acme Inc' where id = $1";
+    expect(await attempt("owner", rename, [t.acme.id])).toBe(1);
+    expect(await attempt("admin", rename, [t.acme.id])).toBe(1);
+    expect(await attempt("member", rename, [t.acme.id])).toBe(0);
+    expect(await attempt("outsider", rename, [t.acme.id])).toBe(0);
+    expect(await attempt("owner", "delete from app_public.organizations where id = $1", [t.acme.id])).toBe("42501");
+    expect(await attempt("owner", "insert into app_public.organizations (slug, name) values ('direct', 'Direct')")).toBe("42501");
+  });
+
+  it("memberships and activity: no request role writes them directly", async () => {
+    for (const viewer of ["owner", "siteAdmin"] as const) {
+      expect(await attempt(viewer, "update app_public.organization_memberships set role = 'owner' where organization_id = $1", [t.acme.id])).toBe("42501");
+      expect(await attempt(viewer, "insert into app_public.organization_memberships (organization_id, user_id) values ($1, $2)", [t.acme.id, t.outsider.id])).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.organization_memberships where organization_id = $1", [t.acme.id])).toBe("42501");
+      expect(await attempt(viewer, "insert into app_public.activity (organization_id, action, entity_type, entity_id) values ($1, 'x', 'y', $1)", [t.acme.id])).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.activity where organization_id = $1", [t.acme.id])).toBe("42501");
+    }
+  });
+
+  it("invitations: managers revoke; members and outsiders cannot", async () => {
+    const remove = "delete from app_public.organization_invitations where organization_id = $1";
+    expect(await attempt("member", remove, [t.acme.id])).toBe(0);
+    expect(await attempt("outsider", remove, [t.acme.id])).toBe(0);
+    expect(await attempt("admin", remove, [t.acme.id])).toBeGreaterThan(0);
+    expect(await attempt("admin", "update app_public.organization_invitations set role = 'owner' where organization_id = $1", [t.acme.id])).toBe("42501");
+  });
+
+  it("invitation tokens stay private", async () => {
+    for (const viewer of VIEWERS) {
+      expect(await attempt(viewer, "select * from app_private.organization_invitation_secrets")).toBe("42501");
+    }
+  });
+});
+
+describe("every app_public table", () => {
+  it("has row-level security enabled", async () => {
+    const { rows } = await db.root.query(
+      "select relname from pg_class where relnamespace = 'app_public'::regnamespace and relkind = 'r' and not relrowsecurity",
+    );
+    expect(rows).toEqual([]);
+  });
+});
