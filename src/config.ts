@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import proxyAddr from "proxy-addr";
 import { z } from "zod";
 
 /** Thrown when the environment is invalid; `problems` lists every issue, one per line. */
@@ -56,6 +57,36 @@ const byteSize = z.string().trim().transform((value, ctx) => {
   return Number(match[1]) * SIZE_BYTES[unit];
 });
 
+/**
+ * TRUST_PROXY: which hops may set X-Forwarded-For. Unset trusts none (the client's own address
+ * counts); a number trusts that many hops; a list trusts those addresses, CIDR ranges or the names
+ * loopback, linklocal and uniquelocal. "Trust everything" is refused: any client could then pick
+ * the address its rate limits are counted under.
+ */
+const trustProxy = z.string().trim().transform((value, ctx): number | string[] | false => {
+  if (value === "" || value === "0" || value === "false") return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  if (value === "true" || value === "*") {
+    ctx.addIssue({ code: "custom", message: 'must name the proxies (a hop count like 1, or addresses like 10.0.0.0/8), not "trust everything"' });
+    return z.NEVER;
+  }
+  const entries = value.split(",").map((entry) => entry.trim()).filter(Boolean);
+  try {
+    proxyAddr.compile(entries);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: `must be a hop count or a list of addresses/CIDR ranges (${(error as Error).message})` });
+    return z.NEVER;
+  }
+  return entries;
+});
+
+const flag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((value) => ["true", "false", "1", "0", "on", "off", "yes", "no"].includes(value), { message: "must be true or false" })
+  .transform((value) => ["true", "1", "on", "yes"].includes(value));
+
 const postgresUrl = z
   .string()
   .trim()
@@ -88,12 +119,19 @@ const EnvSchema = z.object({
   JWT_ACCESS_TTL: duration.default(900),
   REFRESH_TOKEN_TTL: duration.default(30 * 86400),
   REFRESH_REUSE_GRACE: duration.default(10),
-  LOGIN_LOCKOUT: rate.default({ max: 5, windowSeconds: 900 }),
+  LOGIN_BACKOFF_AFTER: z.coerce.number().int().min(1).max(100).default(5),
+  LOGIN_BACKOFF_MAX: duration.default(900),
+  REQUIRE_VERIFIED_EMAIL: optional(flag),
+  TRUST_PROXY: optional(trustProxy),
   RATE_LIMIT_LOGIN_EMAIL: rate.default({ max: 10, windowSeconds: 900 }),
   RATE_LIMIT_LOGIN_IP: rate.default({ max: 50, windowSeconds: 900 }),
   RATE_LIMIT_REGISTER_IP: rate.default({ max: 10, windowSeconds: 3600 }),
   RATE_LIMIT_FORGOT_PASSWORD_EMAIL: rate.default({ max: 3, windowSeconds: 3600 }),
   RATE_LIMIT_REFRESH_SESSION: rate.default({ max: 30, windowSeconds: 60 }),
+  RATE_LIMIT_RESEND_VERIFICATION: rate.default({ max: 3, windowSeconds: 3600 }),
+  RATE_LIMIT_GRAPHQL_IP: rate.default({ max: 1200, windowSeconds: 60 }),
+  RATE_LIMIT_GRAPHQL_USER: rate.default({ max: 600, windowSeconds: 60 }),
+  GRAPHQL_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   STRIPE_SECRET_KEY: optional(z.string().regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_ or rk_")),
   STRIPE_WEBHOOK_SECRET: optional(z.string().regex(/^whsec_/, "must start with whsec_")),
   SMTP_URL: optional(z.string().regex(/^smtps?:\/\//, "must be an smtp:// or smtps:// URL")),
@@ -134,16 +172,28 @@ export interface Config {
     audience: string;
   };
   auth: {
-    /** Wrong passwords allowed per window before the account locks for one window. */
-    lockout: Rate;
+    /**
+     * Consecutive wrong passwords for an address from one client before each further attempt
+     * from there waits 2^n seconds, up to `maxSeconds`.
+     */
+    backoff: { after: number; maxSeconds: number };
+    /** Unverified users may sign in and verify, but not create or join organizations. */
+    requireVerifiedEmail: boolean;
     rateLimits: {
+      /** Failed sign-ins on one address from clients that never signed in to it. */
       loginEmail: Rate;
       loginIp: Rate;
       registerIp: Rate;
       forgotPasswordEmail: Rate;
       refreshSession: Rate;
+      resendVerification: Rate;
     };
   };
+  graphqlRateLimits: { ip: Rate; user: Rate };
+  /** Live subscriptions one user may hold at once, per API instance. */
+  graphqlMaxSubscriptions: number;
+  /** Express's `trust proxy`: false, a hop count, or addresses/ranges allowed to set X-Forwarded-For. */
+  trustProxy: number | string[] | false;
   stripe: { secretKey: string | undefined; webhookSecret: string | undefined };
   email: { smtpUrl: string | undefined; from: string; mailDir: string };
   corsOrigins: string[];
@@ -207,6 +257,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (production && !e.PUBLIC_URL) {
     problems.push("PUBLIC_URL: required in production (links in emails point there)");
   }
+  if (env.LOGIN_LOCKOUT !== undefined) {
+    problems.push("LOGIN_LOCKOUT: no longer used (accounts are not locked any more); see LOGIN_BACKOFF_AFTER and LOGIN_BACKOFF_MAX");
+  }
   if (e.STRIPE_SECRET_KEY && !e.STRIPE_WEBHOOK_SECRET) {
     problems.push("STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set");
   }
@@ -242,15 +295,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       audience: "oddscenes",
     },
     auth: {
-      lockout: e.LOGIN_LOCKOUT,
+      backoff: { after: e.LOGIN_BACKOFF_AFTER, maxSeconds: e.LOGIN_BACKOFF_MAX },
+      requireVerifiedEmail: e.REQUIRE_VERIFIED_EMAIL ?? production,
       rateLimits: {
         loginEmail: e.RATE_LIMIT_LOGIN_EMAIL,
         loginIp: e.RATE_LIMIT_LOGIN_IP,
         registerIp: e.RATE_LIMIT_REGISTER_IP,
         forgotPasswordEmail: e.RATE_LIMIT_FORGOT_PASSWORD_EMAIL,
         refreshSession: e.RATE_LIMIT_REFRESH_SESSION,
+        resendVerification: e.RATE_LIMIT_RESEND_VERIFICATION,
       },
     },
+    graphqlRateLimits: { ip: e.RATE_LIMIT_GRAPHQL_IP, user: e.RATE_LIMIT_GRAPHQL_USER },
+    graphqlMaxSubscriptions: e.GRAPHQL_MAX_SUBSCRIPTIONS,
+    trustProxy: e.TRUST_PROXY ?? false,
     stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET },
     email: { smtpUrl: e.SMTP_URL, from: e.EMAIL_FROM, mailDir: path.join(dataDir, "mail") },
     corsOrigins: e.CORS_ORIGINS.split(",").map((o) => o.trim()).filter(Boolean),

@@ -104,6 +104,32 @@ describe("configuration", () => {
     expect(config.jwt.issuer).toBe("https://api.example.com");
   });
 
+  it("trusts no proxy unless told which, and never all of them", () => {
+    expect(loadConfig({ DATA_DIR: tmp() }).trustProxy).toBe(false);
+    expect(loadConfig({ DATA_DIR: tmp(), TRUST_PROXY: "1" }).trustProxy).toBe(1);
+    expect(loadConfig({ DATA_DIR: tmp(), TRUST_PROXY: "loopback, 10.0.0.0/8" }).trustProxy).toEqual(["loopback", "10.0.0.0/8"]);
+    expect(problemsOf({ TRUST_PROXY: "true" })).toEqual([expect.stringMatching(/^TRUST_PROXY: must name the proxies/)]);
+    expect(problemsOf({ TRUST_PROXY: "10.0.0.0/8, not-an-address" })).toEqual([expect.stringMatching(/^TRUST_PROXY: must be a hop count or a list/)]);
+  });
+
+  it("requires verified email addresses in production unless told otherwise", () => {
+    const production = {
+      NODE_ENV: "production",
+      DATABASE_URL: "postgres://owner:pw@db:5432/app",
+      AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app",
+      JWT_SECRET: "x".repeat(48),
+      PUBLIC_URL: "https://api.example.com",
+    };
+    expect(loadConfig(production).auth.requireVerifiedEmail).toBe(true);
+    expect(loadConfig({ ...production, REQUIRE_VERIFIED_EMAIL: "false" }).auth.requireVerifiedEmail).toBe(false);
+    expect(loadConfig({ DATA_DIR: tmp() }).auth.requireVerifiedEmail).toBe(false);
+    expect(problemsOf({ REQUIRE_VERIFIED_EMAIL: "sometimes" })).toEqual([expect.stringMatching(/^REQUIRE_VERIFIED_EMAIL: must be true or false/)]);
+  });
+
+  it("points operators of the old lockout setting to what replaced it", () => {
+    expect(problemsOf({ LOGIN_LOCKOUT: "5/15m" })).toEqual([expect.stringMatching(/^LOGIN_LOCKOUT: no longer used.*LOGIN_BACKOFF_AFTER/)]);
+  });
+
   it("makes npm start exit 1 with the list of problems", () => {
     const result = spawnSync(process.execPath, ["src/index.ts"], {
       env: { PATH: process.env.PATH, PORT: "-1", WORKER: "maybe", DATA_DIR: tmp() },

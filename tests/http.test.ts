@@ -81,6 +81,14 @@ describe("request ids and logs", () => {
     expect(res.headers["x-request-id"]).not.toBe("<script>");
   });
 
+  it("warns once when X-Forwarded-For arrives but no proxy is trusted", async () => {
+    const warnings = () => log.lines().filter((line) => String(line.msg).includes("TRUST_PROXY is unset"));
+    await request(api.app).get("/healthz").set("X-Forwarded-For", "203.0.113.1");
+    await request(api.app).get("/healthz").set("X-Forwarded-For", "203.0.113.2");
+    expect(warnings()).toHaveLength(1);
+    expect(warnings()[0]!.level).toBe(40);
+  });
+
   it("never logs credentials", async () => {
     await request(api.app).post("/test/echo").set("Authorization", "Bearer super-secret-token").send({ password: "hunter22" });
     const text = JSON.stringify(log.lines());

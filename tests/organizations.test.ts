@@ -183,6 +183,28 @@ describe("roles and the one-owner invariant", () => {
     expect(after.rows[0].assignee_id).toBeNull();
   });
 
+  it("a member assigned to tasks in an archived project can still be removed, or leave; the tasks are unassigned", async () => {
+    const { owner, orgId } = await ownOrganization();
+    const removed = await addMember(orgId, "member");
+    const leaving = await addMember(orgId, "member");
+    const project = (await gqlOk(api, owner.accessToken, `mutation ($org: UUID!) { createProject(input: { project: { organizationId: $org, name: "Done and dusted" } }) { project { rowId } } }`, { org: orgId })).createProject.project.rowId;
+    const assign = `mutation ($p: UUID!, $a: UUID) { createTask(input: { task: { projectId: $p, title: "Old work", assigneeId: $a } }) { task { rowId } } }`;
+    const tasks = [
+      (await gqlOk(api, owner.accessToken, assign, { p: project, a: removed.user.id })).createTask.task.rowId,
+      (await gqlOk(api, owner.accessToken, assign, { p: project, a: leaving.user.id })).createTask.task.rowId,
+    ];
+    await gqlOk(api, owner.accessToken, `mutation ($id: UUID!) { archiveProject(input: { projectId: $id }) { project { archivedAt } } }`, { id: project });
+
+    await gqlOk(api, owner.accessToken, REMOVE, { id: removed.membershipId });
+    await gqlOk(api, leaving.user.accessToken, LEAVE, { org: orgId });
+    const { rows } = await db.root.query("select assignee_id from app_public.tasks where id = any($1)", [tasks]);
+    expect(rows).toEqual([{ assignee_id: null }, { assignee_id: null }]);
+    // People's edits stay refused in the archived project.
+    expect(
+      (await gqlError(api, owner.accessToken, `mutation ($id: UUID!) { updateTask(input: { rowId: $id, patch: { title: "Edited" } }) { task { rowId } } }`, { id: tasks[0] })).code,
+    ).toBe("project_archived");
+  });
+
   it("transferOwnership hands over and makes the old owner an admin", async () => {
     const { owner, orgId } = await ownOrganization();
     const m = await addMember(orgId, "member");

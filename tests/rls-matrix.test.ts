@@ -104,7 +104,9 @@ describe("writes", () => {
   it("tasks: members create and edit; creator or managers delete; outsiders touch nothing", async () => {
     const insert = "insert into app_public.tasks (project_id, title) values ($1, 'Written by SQL')";
     expect(await attempt("member", insert, [t.acme.projectId])).toBe(1);
-    expect(await attempt("outsider", insert, [t.acme.projectId])).toBe("42501");
+    // An outsider cannot see the project, so it is "not found", exactly like a made-up id.
+    expect(await attempt("outsider", insert, [t.acme.projectId])).toBe("OS404");
+    expect(await attempt("outsider", insert, ["00000000-0000-4000-8000-000000000000"])).toBe("OS404");
     expect(await attempt("anonymous", insert, [t.acme.projectId])).toBe("42501");
 
     const edit = "update app_public.tasks set title = 'Edited' where id = $1";
@@ -127,7 +129,8 @@ describe("writes", () => {
   it("task_comments: members comment as themselves; authors edit; authors and managers delete", async () => {
     const insert = "insert into app_public.task_comments (task_id, body) values ($1, 'Hello')";
     expect(await attempt("admin", insert, [t.acme.taskId])).toBe(1);
-    expect(await attempt("outsider", insert, [t.acme.taskId])).toBe("42501");
+    expect(await attempt("outsider", insert, [t.acme.taskId])).toBe("OS404");
+    expect(await attempt("outsider", insert, ["00000000-0000-4000-8000-000000000000"])).toBe("OS404");
     expect(await attempt("anonymous", insert, [t.acme.taskId])).toBe("42501");
     const edit = "update app_public.task_comments set body = 'Edited' where id = $1";
     expect(await attempt("member", edit, [t.acme.commentId])).toBe(1);
@@ -166,6 +169,28 @@ describe("writes", () => {
     expect(await attempt("outsider", remove, [t.acme.id])).toBe(0);
     expect(await attempt("admin", remove, [t.acme.id])).toBeGreaterThan(0);
     expect(await attempt("admin", "update app_public.organization_invitations set role = 'owner' where organization_id = $1", [t.acme.id])).toBe("42501");
+  });
+
+  it("the helpers signed-in users may call never reach beyond what the caller may do", async () => {
+    const before = await db.root.query("select id, position from app_public.tasks where project_id = $1 order by id", [t.globex.projectId]);
+    await db.root.query("update app_public.tasks set position = 7 where project_id = $1", [t.globex.projectId]);
+    await db.root.query("update app_public.projects set archived_at = now() where id = $1", [t.globex.projectId]);
+    try {
+      // Another organization's archived project: as unknown as a made-up one, and left untouched.
+      expect(await attempt("member", "select app_hidden.assert_project_writable($1)", [t.globex.projectId])).toBe(1);
+      expect(await attempt("member", "select app_hidden.renumber_task_column($1, 'todo')", [t.globex.projectId])).toBe(1);
+      expect(await attempt("member", "select app_hidden.lock_task_positions($1)", [t.globex.projectId])).toBe(1);
+      const { rows } = await db.root.query("select position from app_public.tasks where project_id = $1", [t.globex.projectId]);
+      expect(rows.every((row) => Number(row.position) === 7)).toBe(true);
+      expect(await attempt("outsider", "select app_hidden.assert_project_writable($1)", [t.globex.projectId])).toBe("OS409");
+    } finally {
+      await db.root.query("update app_public.projects set archived_at = null where id = $1", [t.globex.projectId]);
+      for (const row of before.rows) await db.root.query("update app_public.tasks set position = $2 where id = $1", [row.id, row.position]);
+    }
+    for (const helper of ["lock_task_positions(uuid)", "assert_project_writable(uuid)", "renumber_task_column(uuid, app_public.task_status)", "next_task_position(uuid, app_public.task_status)"]) {
+      const { rows } = await db.root.query("select prosecdef from pg_proc where oid = $1::regprocedure", [`app_hidden.${helper}`]);
+      expect(rows, helper).toEqual([{ prosecdef: false }]);
+    }
   });
 
   it("invitation tokens stay private", async () => {

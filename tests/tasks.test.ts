@@ -62,7 +62,7 @@ describe("creating and editing tasks", () => {
   });
 
   it("refuses a task in a project the caller cannot see, and explains bad input", async () => {
-    expect((await gqlError(api, t.member.accessToken, CREATE_TASK, { task: { projectId: t.globex.projectId, title: "Sneaky" } })).code).toBe("forbidden");
+    expect((await gqlError(api, t.member.accessToken, CREATE_TASK, { task: { projectId: t.globex.projectId, title: "Sneaky" } })).code).toBe("not_found");
     expect((await gqlError(api, t.member.accessToken, CREATE_TASK, { task: { projectId: t.acme.projectId, title: "   " } })).code).toBe("validation_failed");
     expect(
       (await gqlError(api, t.member.accessToken, CREATE_TASK, { task: { projectId: "00000000-0000-4000-8000-000000000000", title: "Nowhere" } })).code,
@@ -215,7 +215,7 @@ describe("reading tasks", () => {
       const data = await gqlOk(
         api,
         t.member.accessToken,
-        `query ($p: UUID!) { project(rowId: $p) { name tasks(orderBy: POSITION_ASC) { nodes { title assignee { name } comments { totalCount } } } } }`,
+        `query ($p: UUID!) { project(rowId: $p) { name tasks(orderBy: CREATED_AT_ASC) { nodes { title assignee { name } comments { totalCount } } } } }`,
         { p: t.acme.projectId },
       );
       expect(data.project.tasks.nodes[0]).toEqual({ title: "Write the press release", assignee: { name: "Mia Member" }, comments: { totalCount: 1 } });

@@ -15,12 +15,17 @@ const token = z.string({ message: "is required" }).min(10, "is not a valid token
 /** Request bodies of the auth routes; unknown fields are rejected. */
 export const Bodies = {
   register: z.strictObject({ email, password, name }),
-  login: z.strictObject({ email, password: z.string({ message: "is required" }).min(1, "is required").max(256) }),
+  login: z.strictObject({
+    email,
+    password: z.string({ message: "is required" }).min(1, "is required").max(256),
+    deviceToken: token.optional(),
+  }),
   refresh: z.strictObject({ refreshToken: token }),
   logout: z.strictObject({ refreshToken: token.optional() }),
   forgotPassword: z.strictObject({ email }),
   resetPassword: z.strictObject({ token, password }),
   verifyEmail: z.strictObject({ token }),
+  resendVerification: z.strictObject({}),
   changePassword: z.strictObject({ currentPassword: z.string({ message: "is required" }).min(1).max(256), newPassword: password }),
 };
 

@@ -1,4 +1,3 @@
-import type { Request, RequestHandler } from "express";
 import type pg from "pg";
 import type { Rate } from "../config.ts";
 import { AppError } from "../http/errors.ts";
@@ -18,12 +17,11 @@ export function tooManyRequests(retryAfter: number): AppError {
   });
 }
 
-/** Middleware: 429 with Retry-After once `key(req)` has used up its rate; no key, no limit. */
-export function rateLimit(pool: pg.Pool, bucket: string, rate: Rate, key: (req: Request) => string | undefined): RequestHandler {
-  return async (req, _res, next) => {
-    const value = key(req);
-    if (value === undefined) return next();
-    const retryAfter = await consumeRateLimit(pool, bucket, value.toLowerCase(), rate);
-    next(retryAfter > 0 ? tooManyRequests(retryAfter) : undefined);
-  };
+/**
+ * Counts a hit for `key` and throws 429 with Retry-After once its rate is used up. Keys must be
+ * validated input (a bounded email, a user id, a client address), never raw request fields.
+ */
+export async function enforceRateLimit(pool: pg.Pool, bucket: string, key: string, rate: Rate): Promise<void> {
+  const retryAfter = await consumeRateLimit(pool, bucket, key.toLowerCase(), rate);
+  if (retryAfter > 0) throw tooManyRequests(retryAfter);
 }

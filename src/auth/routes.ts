@@ -3,11 +3,12 @@ import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
 import { pgSettingsFor, userIdentity, withRequestRole } from "../db/request-role.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
+import { clientKey } from "../http/client-address.ts";
 import { AppError } from "../http/errors.ts";
 import { authenticate } from "./authenticate.ts";
 import { Bodies, parseBody } from "./bodies.ts";
 import type { Passwords } from "./passwords.ts";
-import { rateLimit, tooManyRequests } from "./rate-limit.ts";
+import { enforceRateLimit, tooManyRequests } from "./rate-limit.ts";
 import { signAccessToken, type TokenSubject } from "./tokens.ts";
 
 export interface AuthDeps {
@@ -53,7 +54,8 @@ export function authRoutes(deps: AuthDeps): Router {
 
   /** Reads the signed-in user through row-level security, as GraphQL would. */
   const readUser = async (subject: TokenSubject): Promise<UserRow> => {
-    const row = await withRequestRole(pools.authenticator, pgSettingsFor(userIdentity(subject), roles), async (client) => {
+    const policy = { roles, requireVerifiedEmail: config.auth.requireVerifiedEmail };
+    const row = await withRequestRole(pools.authenticator, pgSettingsFor(userIdentity(subject), policy), async (client) => {
       const { rows } = await client.query<UserRow>('select * from app_public."current_user"()');
       return rows[0];
     });
@@ -61,11 +63,12 @@ export function authRoutes(deps: AuthDeps): Router {
     return row;
   };
 
-  const sessionResponse = async (subject: TokenSubject, refreshToken: string) => ({
+  const sessionResponse = async (subject: TokenSubject, refreshToken: string, deviceToken?: string | null) => ({
     user: userJson(await readUser(subject)),
     accessToken: signAccessToken(config.jwt, subject),
     refreshToken,
     expiresIn: config.jwt.accessTtlSeconds,
+    ...(deviceToken ? { deviceToken } : {}),
   });
 
   const requireUser = async (req: Request): Promise<TokenSubject> => {
@@ -75,53 +78,57 @@ export function authRoutes(deps: AuthDeps): Router {
   };
 
   const userAgent = (req: Request) => req.get("user-agent") ?? null;
-  const emailOf = (req: Request) => (typeof req.body?.email === "string" ? req.body.email.trim() : undefined);
+  // Bodies are validated before anything is keyed on them, so no raw field reaches a rate limit.
+  const client = (req: Request) => clientKey(req.ip);
 
-  router.post("/register", rateLimit(owner, "register_ip", limits.registerIp, (req) => req.ip), async (req, res) => {
+  router.post("/register", async (req, res) => {
     const body = parseBody(Bodies.register, req.body);
+    await enforceRateLimit(owner, "register_ip", client(req), limits.registerIp);
     const hash = await passwords.hash(body.password);
-    const { rows } = await owner.query<{ user_id: string; session_id: string; refresh_token: string }>(
-      "select * from app_private.register($1, $2, $3, $4, $5, $6, $7)",
-      [body.email, body.name, hash, config.publicUrl, userAgent(req), req.ip, config.jwt.refreshTtlSeconds],
+    const { rows } = await owner.query<{ user_id: string; session_id: string; refresh_token: string; device_token: string }>(
+      "select * from app_private.register($1, $2, $3, $4, $5, $6)",
+      [body.email, body.name, hash, userAgent(req), req.ip, config.jwt.refreshTtlSeconds],
     );
     const row = rows[0]!;
-    res.status(201).json(await sessionResponse({ userId: row.user_id, sessionId: row.session_id }, row.refresh_token));
+    res.status(201).json(await sessionResponse({ userId: row.user_id, sessionId: row.session_id }, row.refresh_token, row.device_token));
   });
 
-  router.post(
-    "/login",
-    rateLimit(owner, "login_ip", limits.loginIp, (req) => req.ip),
-    rateLimit(owner, "login_email", limits.loginEmail, emailOf),
-    async (req, res) => {
-      const body = parseBody(Bodies.login, req.body);
-      const { rows } = await owner.query<{ user_id: string | null; password_hash: string | null; locked_until: Date | null }>(
-        "select * from app_private.find_login($1)",
-        [body.email],
-      );
-      const account = rows[0];
-      if (!account?.user_id || !account.password_hash) {
-        await passwords.verifyAgainstNothing(body.password);
-        throw INVALID_CREDENTIALS();
-      }
-      if (account.locked_until) throw accountLocked(account.locked_until);
-      if (!(await passwords.verify(account.password_hash, body.password))) {
-        const { lockout } = config.auth;
-        await owner.query("select app_private.login_failed($1, $2, make_interval(secs => $3), make_interval(secs => $3))", [
-          account.user_id,
-          lockout.max,
-          lockout.windowSeconds,
-        ]);
-        throw INVALID_CREDENTIALS();
-      }
-      const rehash = passwords.needsRehash(account.password_hash) ? await passwords.hash(body.password) : null;
-      const session = await owner.query<{ session_id: string; refresh_token: string }>(
-        "select * from app_private.login_succeeded($1, $2, $3, $4, $5)",
-        [account.user_id, rehash, userAgent(req), req.ip, config.jwt.refreshTtlSeconds],
-      );
-      const opened = session.rows[0]!;
-      res.json(await sessionResponse({ userId: account.user_id, sessionId: opened.session_id }, opened.refresh_token));
-    },
-  );
+  /**
+   * Every answer and its timing are the same whether or not the address has an account: a
+   * throttled client gets 429 with Retry-After either way, never a per-account lock. The attempt
+   * is reserved (counted as a failure) before the password is checked, so parallel guesses count
+   * at once; a right password takes it back. A device token from an earlier sign-in on this
+   * device exempts it from what strangers' failures on the address would cause.
+   */
+  router.post("/login", async (req, res) => {
+    const body = parseBody(Bodies.login, req.body);
+    await enforceRateLimit(owner, "login_ip", client(req), limits.loginIp);
+    const { backoff } = config.auth;
+    const attempt = await owner.query<{ retry_after: number; device_id: string | null }>(
+      "select * from app_private.begin_login_attempt($1, $2, $3, $4, $5, $6, $7)",
+      [body.email, client(req), body.deviceToken ?? null, backoff.after, backoff.maxSeconds, limits.loginEmail.max, limits.loginEmail.windowSeconds],
+    );
+    const { retry_after: retryAfter, device_id: deviceId } = attempt.rows[0]!;
+    if (retryAfter > 0) throw tooManyRequests(retryAfter);
+
+    const { rows } = await owner.query<{ user_id: string | null; password_hash: string | null }>(
+      "select * from app_private.find_login($1)",
+      [body.email],
+    );
+    const account = rows[0];
+    const verified = account?.user_id && account.password_hash
+      ? await passwords.verify(account.password_hash, body.password)
+      : await passwords.verifyAgainstNothing(body.password).then(() => false);
+    if (!verified || !account?.user_id || !account.password_hash) throw INVALID_CREDENTIALS();
+
+    const rehash = passwords.needsRehash(account.password_hash) ? await passwords.hash(body.password) : null;
+    const session = await owner.query<{ session_id: string; refresh_token: string; device_token: string | null }>(
+      "select * from app_private.login_succeeded($1, $2, $3, $4, $5, $6, $7, $8)",
+      [account.user_id, body.email, client(req), deviceId, rehash, userAgent(req), req.ip, config.jwt.refreshTtlSeconds],
+    );
+    const opened = session.rows[0]!;
+    res.json(await sessionResponse({ userId: account.user_id, sessionId: opened.session_id }, opened.refresh_token, opened.device_token ?? body.deviceToken));
+  });
 
   router.post("/refresh", async (req, res) => {
     const body = parseBody(Bodies.refresh, req.body);
@@ -179,21 +186,33 @@ export function authRoutes(deps: AuthDeps): Router {
     res.status(204).end();
   });
 
-  router.post(
-    "/forgot-password",
-    rateLimit(owner, "forgot_password_email", limits.forgotPasswordEmail, emailOf),
-    async (req, res) => {
-      const body = parseBody(Bodies.forgotPassword, req.body);
-      await owner.query("select app_private.request_password_reset($1, $2)", [body.email, config.publicUrl]);
-      res.status(202).json({ message: "If an account uses this address, a reset link is on its way." });
-    },
-  );
+  router.post("/forgot-password", async (req, res) => {
+    const body = parseBody(Bodies.forgotPassword, req.body);
+    await enforceRateLimit(owner, "forgot_password_email", body.email, limits.forgotPasswordEmail);
+    await owner.query("select app_private.request_password_reset($1)", [body.email]);
+    res.status(202).json({ message: "If an account uses this address, a reset link is on its way." });
+  });
 
   router.post("/reset-password", async (req, res) => {
     const body = parseBody(Bodies.resetPassword, req.body);
     const hash = await passwords.hash(body.password);
-    await owner.query("select app_private.reset_password($1, $2)", [body.token, hash]);
-    res.json({ message: "Your password has been changed and every session signed out; sign in with the new password." });
+    const { rows } = await owner.query<{ device_token: string }>("select * from app_private.reset_password($1, $2, $3)", [
+      body.token,
+      hash,
+      client(req),
+    ]);
+    res.json({
+      message: "Your password has been changed and every session signed out; sign in with the new password.",
+      deviceToken: rows[0]!.device_token,
+    });
+  });
+
+  router.post("/resend-verification", async (req, res) => {
+    const subject = await requireUser(req);
+    parseBody(Bodies.resendVerification, req.body);
+    await enforceRateLimit(owner, "resend_verification", subject.userId, limits.resendVerification);
+    await owner.query("select app_private.resend_verification($1)", [subject.userId]);
+    res.status(202).json({ message: "A new confirmation link is on its way; older links no longer work." });
   });
 
   router.post("/verify-email", async (req, res) => {
@@ -205,6 +224,8 @@ export function authRoutes(deps: AuthDeps): Router {
   router.post("/change-password", async (req, res) => {
     const subject = await requireUser(req);
     const body = parseBody(Bodies.changePassword, req.body);
+    // A stolen access token must not become a way to guess the password.
+    await enforceRateLimit(owner, "change_password_user", subject.userId, limits.loginEmail);
     const { rows } = await owner.query<{ password_hash: string }>(
       "select password_hash from app_private.find_login((select email from app_public.users where id = $1))",
       [subject.userId],
@@ -227,11 +248,3 @@ export function authRoutes(deps: AuthDeps): Router {
 
   return router;
 }
-
-function accountLocked(until: Date): AppError {
-  const seconds = Math.max(1, Math.ceil((until.getTime() - Date.now()) / 1000));
-  return new AppError(423, "account_locked", `Too many wrong passwords; this account is locked for ${Math.ceil(seconds / 60)} more minutes.`, {
-    headers: { "Retry-After": String(seconds) },
-  });
-}
-

@@ -16,11 +16,22 @@ export function userIdentity(subject: { userId: string; sessionId: string }): Re
   return { role: "user", claims: { user_id: subject.userId, session_id: subject.sessionId } };
 }
 
-/** Transaction-local settings a request runs under: its database role and `jwt.claims.*`. */
-export function pgSettingsFor(identity: RequestIdentity, roles: { anonymous: string; user: string }): Record<string, string> {
+/** What the server tells the database about every request, besides who makes it. */
+export interface RequestPolicy {
+  roles: { anonymous: string; user: string };
+  /** SQL functions refuse unverified users where the rules need a confirmed address. */
+  requireVerifiedEmail: boolean;
+}
+
+/**
+ * Transaction-local settings a request runs under: its database role, `jwt.claims.*`, and the
+ * server's policy as `app.*` settings that SQL reads.
+ */
+export function pgSettingsFor(identity: RequestIdentity, policy: RequestPolicy): Record<string, string> {
   const settings: Record<string, string> = {
-    role: identity.role === "user" ? roles.user : roles.anonymous,
+    role: identity.role === "user" ? policy.roles.user : policy.roles.anonymous,
     statement_timeout: STATEMENT_TIMEOUT[identity.role],
+    "app.require_verified_email": policy.requireVerifiedEmail ? "on" : "off",
   };
   for (const [name, value] of Object.entries(identity.claims)) settings[`jwt.claims.${name}`] = value;
   return settings;

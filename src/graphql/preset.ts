@@ -38,6 +38,7 @@ export function makeGraphilePreset(options: {
   const { config, pool, roles } = options;
   const identify = options.identify ?? anonymous;
   const development = config.env !== "production";
+  const policy = { roles, requireVerifiedEmail: config.auth.requireVerifiedEmail };
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
     plugins: [RealtimePlugin, PrivateUserFieldsPlugin],
@@ -54,7 +55,7 @@ export function makeGraphilePreset(options: {
     grafast: {
       async context(requestContext) {
         const identity = await identify(requestContext);
-        return { pgSettings: pgSettingsFor(identity, roles) };
+        return { pgSettings: pgSettingsFor(identity, policy) };
       },
     },
     schema: {

@@ -12,6 +12,7 @@ import { makeGraphilePreset, pgServiceFor } from "../graphql/preset.ts";
 import type { Logger } from "../logger.ts";
 import { corsPolicy } from "./cors.ts";
 import { errorHandler, notFound } from "./errors.ts";
+import { warnOnUntrustedForwardedFor } from "./forwarded-warning.ts";
 import { healthRoutes } from "./health.ts";
 import { createMetrics } from "./metrics.ts";
 import { requestId } from "./request-id.ts";
@@ -38,7 +39,7 @@ export interface App {
 }
 
 /**
- * Builds the HTTP edge. Middleware order is the request's path through it: id, log, metrics,
+ * Builds the HTTP edge. Middleware order is the request's path through it: id, log, proxy check, metrics,
  * security headers, CORS, health, GraphQL (authenticated first), JSON body, REST routes, 404,
  * errors.
  */
@@ -49,10 +50,12 @@ export async function createApp(options: AppOptions): Promise<App> {
   const metrics = createMetrics();
 
   app.disable("x-powered-by");
-  app.set("trust proxy", "loopback, linklocal, uniquelocal");
+  // Only the configured proxies may say who the client is; by default nobody can (req.ip is the peer).
+  app.set("trust proxy", config.trustProxy);
 
   app.use(requestId);
   app.use(requestLog(logger));
+  app.use(warnOnUntrustedForwardedFor(config.trustProxy, logger));
   app.use(metrics.middleware);
   app.use(securityHeaders({ graphiql: config.env !== "production" }));
   app.use(corsPolicy(config.corsOrigins));

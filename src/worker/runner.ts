@@ -5,13 +5,23 @@ import { makeWorkerPreset } from "./preset.ts";
 
 const LEVELS = { error: "error", warning: "warn", info: "info", debug: "debug" } as const;
 
+/**
+ * What a log line may say about a job: never its payload. Payloads carry ids, but a job queued by
+ * older code (or by hand) might carry anything.
+ */
+function withoutPayload(meta: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!meta || typeof meta.job !== "object" || meta.job === null) return meta ?? {};
+  const { id, task_identifier, attempts, max_attempts, queue_name } = meta.job as Record<string, unknown>;
+  return { ...meta, job: { id, task_identifier, attempts, max_attempts, queue_name } };
+}
+
 /** graphile-worker's logger, writing through our pino logger so job logs carry the same format. */
 export function workerLogger(logger: Logger): WorkerLogger {
   return new WorkerLogger((scope) => {
     const child = logger.child({ worker: scope.workerId, task: scope.taskIdentifier, jobId: scope.jobId });
     return (level, message, meta) => {
       const method = LEVELS[level as keyof typeof LEVELS] ?? "info";
-      child[method](meta ?? {}, message);
+      child[method](withoutPayload(meta), message);
     };
   });
 }

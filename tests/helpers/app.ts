@@ -4,7 +4,7 @@ import { loadConfig, type Config } from "../../src/config.ts";
 import { createPools, type Pools } from "../../src/db/pools.ts";
 import { latestCommittedMigration } from "../../src/db/setup.ts";
 import { createApp, type App, type AppOptions } from "../../src/http/app.ts";
-import type { Logger } from "../../src/logger.ts";
+import { loggerOptions, type Logger } from "../../src/logger.ts";
 import type { TestDatabase } from "./database.ts";
 
 /** Configuration as `npm start` would build it from `env`, pointed at the test database. */
@@ -19,8 +19,8 @@ export function testConfig(db: TestDatabase, env: Record<string, string> = {}): 
   });
 }
 
-/** A logger whose JSON lines the test can read. */
-export function captureLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
+/** A logger configured like production's (JSON, same redaction) whose lines the test can read. */
+export function captureLogger(level = "debug"): { logger: Logger; lines: () => Array<Record<string, unknown>>; text: () => string } {
   const chunks: string[] = [];
   const stream = new Writable({
     write(chunk, _encoding, callback) {
@@ -28,10 +28,11 @@ export function captureLogger(): { logger: Logger; lines: () => Array<Record<str
       callback();
     },
   });
-  const logger = pino({ level: "debug", redact: { paths: ["req.headers.authorization"], censor: "[redacted]" } }, stream);
+  const logger = pino(loggerOptions(level), stream);
   return {
     logger,
     lines: () => chunks.join("").split("\n").filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>),
+    text: () => chunks.join(""),
   };
 }
 
@@ -44,11 +45,13 @@ export interface TestApp extends App {
 /** A whole HTTP app on the test database, built exactly as `npm start` builds it. */
 export async function buildTestApp(
   db: TestDatabase,
-  options: { env?: Record<string, string>; logger?: Logger } & Partial<Pick<AppOptions, "routes" | "latestMigration">> = {},
+  options: { env?: Record<string, string>; logger?: Logger; poolSize?: number } & Partial<
+    Pick<AppOptions, "routes" | "latestMigration">
+  > = {},
 ): Promise<TestApp> {
   const config = testConfig(db, options.env);
   const logger = options.logger ?? pino({ level: "silent" });
-  const pools = createPools(db.urls, logger, { max: 4 });
+  const pools = createPools(db.urls, logger, { max: options.poolSize ?? 4 });
   const app = await createApp({
     config,
     pools,

@@ -56,12 +56,12 @@ export async function asRole<T>(
   role: Role,
   claims: Record<string, string>,
   fn: (client: pg.PoolClient) => Promise<T>,
-  options: { commit?: boolean } = {},
+  options: { commit?: boolean; requireVerifiedEmail?: boolean } = {},
 ): Promise<T> {
   const client = await db.root.connect();
   try {
     await client.query("begin");
-    const settings = pgSettingsFor({ role, claims }, db.urls.roles);
+    const settings = pgSettingsFor({ role, claims }, { roles: db.urls.roles, requireVerifiedEmail: options.requireVerifiedEmail ?? false });
     await client.query("select pg_catalog.set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
     const result = await fn(client);
     await client.query(options.commit ? "commit" : "rollback");
