@@ -8,6 +8,7 @@ const { default: pg } = await import("pg");
 const { loadConfig } = await import("./src/config.ts");
 const { resolveRunningUrls } = await import("./src/db/urls.ts");
 const { makeGraphilePreset } = await import("./src/graphql/preset.ts");
+const { createLogger } = await import("./src/logger.ts");
 const { makeWorkerPreset } = await import("./src/worker/preset.ts");
 
 const config = loadConfig();
@@ -15,7 +16,12 @@ const urls = resolveRunningUrls(config);
 
 const preset: GraphileConfig.Preset = {
   extends: [
-    makeGraphilePreset({ config, pool: new pg.Pool({ connectionString: urls.authenticator }), roles: urls.roles }),
+    makeGraphilePreset({
+      config,
+      pool: new pg.Pool({ connectionString: urls.authenticator }),
+      roles: urls.roles,
+      logger: createLogger({ level: config.logLevel }),
+    }),
     makeWorkerPreset({ concurrency: config.worker.concurrency, connectionString: urls.owner }),
   ],
 };

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { pino } from "pino";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
@@ -63,7 +64,7 @@ describe("GraphQL endpoint", () => {
 
 describe("schema.graphql", () => {
   it("matches the schema built from the migrations (run npm run schema:export after a change)", async () => {
-    const sdl = await schemaSDL(makeGraphilePreset({ config: api.config, pool: api.pools.authenticator, roles: db.urls.roles }));
+    const sdl = await schemaSDL(makeGraphilePreset({ config: api.config, pool: api.pools.authenticator, roles: db.urls.roles, logger: pino({ level: "silent" }) }));
     const committed = await readFile(path.join(PROJECT_ROOT, "schema.graphql"), "utf8");
     expect(sdl).toBe(committed);
   });

@@ -1,21 +1,28 @@
 import type { AddressInfo } from "node:net";
-import { createClient, type Client } from "graphql-ws";
+import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { buildTestApp, type TestApp } from "./helpers/app.ts";
-import { RELAXED_LIMITS } from "./helpers/auth.ts";
+import { RELAXED_LIMITS, recipient, signUp, tokenFrom, type SignedUp } from "./helpers/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
+import { runJobs } from "./helpers/jobs.ts";
+import { startSmtpSink, type SmtpSink } from "./helpers/smtp.ts";
 import { arrangeTenants, gqlOk, type Tenants } from "./helpers/tenants.ts";
 
 let db: TestDatabase;
 let api: TestApp;
+let smtp: SmtpSink;
 let t: Tenants;
 let url: string;
-const clients: Client[] = [];
+const sockets: WebSocket[] = [];
+
+/** Signed-in sockets are checked against their sessions this often here (2 s by default). */
+const CHECK_MS = 300;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  api = await buildTestApp(db, { env: RELAXED_LIMITS });
+  [db, smtp] = await Promise.all([createTestDatabase(), startSmtpSink()]);
+  process.env.SMTP_URL = smtp.url;
+  api = await buildTestApp(db, { env: RELAXED_LIMITS, socketCheckIntervalMs: CHECK_MS });
   t = await arrangeTenants(api, db, "live");
   api.server.listen(0, "127.0.0.1");
   await new Promise((resolve) => api.server.once("listening", resolve));
@@ -23,103 +30,252 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  console.log("A", Date.now());
-  await Promise.all(clients.map((client) => client.dispose()));
-  console.log("B", Date.now());
-  await api?.release();
-  console.log("C", Date.now(), api.pools.authenticator.totalCount, api.pools.authenticator.idleCount);
-  await api.pools.end();
-  console.log("D", Date.now());
+  for (const socket of sockets) socket.terminate();
+  await api?.close();
   api?.server.closeAllConnections();
-  await new Promise((resolve) => api.server.close(resolve));
+  await new Promise((resolve) => api?.server.close(resolve));
+  await smtp?.close();
   await db?.drop();
 });
 
-interface Received {
+interface Subscription {
+  socket: WebSocket;
   events: any[];
   errors: any[];
-  /** Resolves once `count` events have arrived. */
-  waitFor(count: number): Promise<any[]>;
-  /** Resolves once the server has accepted the subscription (it is listening). */
-  ready: Promise<void>;
+  /** Resolves with the `count`-th event (1-based) once it has arrived. */
+  event(count: number): Promise<any>;
+  /** Resolves with the subscription's first error once it has arrived. */
+  failure(): Promise<any>;
+  /** Resolves with the close code and reason once the server closes the socket. */
+  closed: Promise<{ code: number; reason: string }>;
 }
 
-/** Subscribes over a real WebSocket as `token`, collecting what arrives. */
-function subscribe(token: string, query: string, variables: Record<string, unknown>): Received {
+/** Opens a graphql-transport-ws socket as `token` and subscribes; resolves once the server listens. */
+async function subscribe(token: string, query: string, variables: Record<string, unknown>): Promise<Subscription> {
+  const socket = new WebSocket(url, "graphql-transport-ws");
+  sockets.push(socket);
+  const events: any[] = [];
+  const errors: any[] = [];
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    socket.once("close", (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  await new Promise((resolve, reject) => {
+    socket.once("open", resolve);
+    socket.once("error", reject);
+  });
   let acknowledged!: () => void;
   const ready = new Promise<void>((resolve) => (acknowledged = resolve));
-  const client = createClient({ url, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${token}` }, retryAttempts: 0 });
-  clients.push(client);
-  const received: Received = {
-    events: [],
-    errors: [],
-    ready,
-    waitFor: (count) =>
-      new Promise((resolve, reject) => {
-        const started = Date.now();
-        const check = () => {
-          if (received.events.length >= count) return resolve(received.events);
-          if (received.errors.length > 0) return reject(new Error(JSON.stringify(received.errors)));
-          if (Date.now() - started > 10_000) return reject(new Error(`only ${received.events.length} of ${count} events arrived`));
-          setTimeout(check, 20);
-        };
-        check();
-      }),
-  };
-  client.subscribe(
-    { query, variables },
-    {
-      next: (value) => (value.errors ? received.errors.push(...value.errors) : received.events.push(value.data)),
-      error: (errors) => received.errors.push(...(Array.isArray(errors) ? errors : [errors])),
-      complete: () => {},
-    },
-  );
-  // The server acknowledges a subscription by starting to listen; a no-op query on the same
-  // socket after it returns only once the subscribe message has been processed.
-  client.subscribe({ query: "{ __typename }" }, { next: () => {}, error: () => {}, complete: () => setTimeout(acknowledged, 200) });
-  return received;
+  socket.on("message", (data) => {
+    const message = JSON.parse(data.toString());
+    if (message.type === "next" && message.id === "sub") {
+      if (message.payload.errors) errors.push(...message.payload.errors);
+      else events.push(message.payload.data);
+    }
+    if (message.type === "error") errors.push(...message.payload);
+    // A query sent after the subscription completes once the subscription is listening.
+    if (message.type === "complete" && message.id === "probe") acknowledged();
+  });
+  const acked = new Promise((resolve) => socket.once("message", resolve));
+  socket.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${token}` } }));
+  await acked;
+  socket.send(JSON.stringify({ id: "sub", type: "subscribe", payload: { query, variables } }));
+  socket.send(JSON.stringify({ id: "probe", type: "subscribe", payload: { query: "{ __typename }" } }));
+  await ready;
+  const event = (count: number) =>
+    new Promise<any>((resolve, reject) => {
+      const started = Date.now();
+      const check = () => {
+        if (events.length >= count) return resolve(events[count - 1]);
+        if (errors.length > 0) return reject(new Error(JSON.stringify(errors)));
+        if (Date.now() - started > 10_000) return reject(new Error(`only ${events.length} of ${count} events arrived`));
+        setTimeout(check, 10);
+      };
+      check();
+    });
+  const failure = () =>
+    new Promise<any>((resolve, reject) => {
+      const started = Date.now();
+      const check = () => {
+        if (errors.length > 0) return resolve(errors[0]);
+        if (Date.now() - started > 10_000) return reject(new Error("no error arrived"));
+        setTimeout(check, 10);
+      };
+      check();
+    });
+  return { socket, events, errors, event, failure, closed };
 }
 
 const TASK_CHANGED = `subscription ($p: UUID!) { taskChanged(projectId: $p) { event taskRowId task { title status } } }`;
 const COMMENT_ADDED = `subscription ($id: UUID!) { taskCommentAdded(taskId: $id) { comment { body author { name } } } }`;
+const CREATE_TASK = `mutation ($p: UUID!, $title: String!) { createTask(input: { task: { projectId: $p, title: $title } }) { task { rowId } } }`;
+
+async function createTask(token: string, title: string): Promise<string> {
+  return (await gqlOk(api, token, CREATE_TASK, { p: t.acme.projectId, title })).createTask.task.rowId;
+}
+
+/** A new member of Acme, for tests that take access away. */
+async function newMember(): Promise<SignedUp & { membershipId: string }> {
+  const user = await signUp(api, { name: "Short Stay" });
+  const { rows } = await db.root.query(
+    "insert into app_public.organization_memberships (organization_id, user_id) values ($1, $2) returning id",
+    [t.acme.id, user.id],
+  );
+  return { ...user, membershipId: rows[0].id };
+}
 
 describe("taskChanged", () => {
-  it("tells a member about created, updated, moved and deleted tasks; tells a non-member nothing", async () => {
-    const member = subscribe(t.member.accessToken, TASK_CHANGED, { p: t.acme.projectId });
-    const outsider = subscribe(t.outsider.accessToken, TASK_CHANGED, { p: t.acme.projectId });
-    await Promise.all([member.ready, outsider.ready]);
-
-    const created = await gqlOk(api, t.admin.accessToken, `mutation ($p: UUID!) { createTask(input: { task: { projectId: $p, title: "Live task" } }) { task { rowId } } }`, {
-      p: t.acme.projectId,
-    });
-    const id = created.createTask.task.rowId;
+  it("tells a member about created, updated, moved and deleted tasks, with the task as they see it", async () => {
+    const member = await subscribe(t.member.accessToken, TASK_CHANGED, { p: t.acme.projectId });
+    const id = await createTask(t.admin.accessToken, "Live task");
+    expect((await member.event(1)).taskChanged).toEqual({ event: "CREATED", taskRowId: id, task: { title: "Live task", status: "todo" } });
     await gqlOk(api, t.admin.accessToken, `mutation ($id: UUID!) { updateTask(input: { rowId: $id, patch: { title: "Live task, edited" } }) { task { rowId } } }`, { id });
+    expect((await member.event(2)).taskChanged).toEqual({ event: "UPDATED", taskRowId: id, task: { title: "Live task, edited", status: "todo" } });
     await gqlOk(api, t.admin.accessToken, `mutation ($id: UUID!) { moveTask(input: { taskId: $id, status: in_progress }) { task { rowId } } }`, { id });
+    expect((await member.event(3)).taskChanged).toEqual({ event: "MOVED", taskRowId: id, task: { title: "Live task, edited", status: "in_progress" } });
     await gqlOk(api, t.admin.accessToken, `mutation ($id: UUID!) { deleteTask(input: { rowId: $id }) { task { rowId } } }`, { id });
+    expect((await member.event(4)).taskChanged).toEqual({ event: "DELETED", taskRowId: id, task: null });
+  });
 
-    const events = await member.waitFor(4);
-    expect(events.map((e) => e.taskChanged)).toEqual([
-      { event: "CREATED", taskRowId: id, task: { title: "Live task", status: "todo" } },
-      { event: "UPDATED", taskRowId: id, task: { title: "Live task, edited", status: "todo" } },
-      { event: "MOVED", taskRowId: id, task: { title: "Live task, edited", status: "in_progress" } },
-      { event: "DELETED", taskRowId: id, task: null },
+  it("refuses a project you cannot see exactly like one that does not exist", async () => {
+    const other = await subscribe(t.outsider.accessToken, TASK_CHANGED, { p: t.acme.projectId });
+    const none = await subscribe(t.outsider.accessToken, TASK_CHANGED, { p: "00000000-0000-4000-8000-000000000000" });
+    const [refused, missing] = await Promise.all([other.failure(), none.failure()]);
+    expect(refused).toEqual(missing);
+    expect(refused).toMatchObject({ message: "Project not found.", extensions: { code: "not_found" } });
+  });
+
+  it("stops telling a member who was removed anything, not even that something happened", async () => {
+    const leaver = await newMember();
+    const [watched, control] = await Promise.all([
+      subscribe(leaver.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
+      subscribe(t.admin.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
     ]);
-    expect(outsider.events).toEqual([]);
-    expect(outsider.errors[0]?.message).toBe("Project not found.");
+    await createTask(t.owner.accessToken, "Seen by the leaver");
+    await watched.event(1);
+
+    const removed = await gqlOk(api, t.owner.accessToken, `mutation ($id: UUID!) { removeMember(input: { membershipId: $id }) { membership { rowId } } }`, {
+      id: leaver.membershipId,
+    });
+    expect(removed.removeMember.membership.rowId).toBe(leaver.membershipId);
+    const hidden = await createTask(t.owner.accessToken, "Not for the leaver");
+    await gqlOk(api, t.owner.accessToken, `mutation ($id: UUID!) { deleteTask(input: { rowId: $id }) { task { rowId } } }`, { id: hidden });
+    // A member still watching got both events; the leaver's copies are checked as fast, and dropped.
+    expect((await control.event(3)).taskChanged).toMatchObject({ event: "DELETED", taskRowId: hidden });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(watched.events).toHaveLength(1);
+
+    // Back in the organization, the same subscription delivers again.
+    await db.root.query("insert into app_public.organization_memberships (organization_id, user_id) values ($1, $2)", [t.acme.id, leaver.id]);
+    const back = await createTask(t.owner.accessToken, "Welcome back");
+    expect((await watched.event(2)).taskChanged).toMatchObject({ event: "CREATED", taskRowId: back });
+    expect(watched.events).toHaveLength(2);
+    expect(JSON.stringify(watched.events)).not.toContain(hidden);
   });
 });
 
 describe("taskCommentAdded", () => {
-  it("delivers new comments to members, re-read under their own role", async () => {
-    const member = subscribe(t.owner.accessToken, COMMENT_ADDED, { id: t.acme.taskId });
-    const outsider = subscribe(t.outsider.accessToken, COMMENT_ADDED, { id: t.acme.taskId });
-    await Promise.all([member.ready, outsider.ready]);
+  it("delivers new comments to members, read under their own role; refuses others", async () => {
+    const member = await subscribe(t.owner.accessToken, COMMENT_ADDED, { id: t.acme.taskId });
+    const outsider = await subscribe(t.outsider.accessToken, COMMENT_ADDED, { id: t.acme.taskId });
     await gqlOk(api, t.member.accessToken, `mutation ($id: UUID!) { createTaskComment(input: { taskComment: { taskId: $id, body: "Looks good!" } }) { taskComment { rowId } } }`, {
       id: t.acme.taskId,
     });
-    const [event] = await member.waitFor(1);
-    expect(event.taskCommentAdded.comment).toEqual({ body: "Looks good!", author: { name: "Mia Member" } });
+    expect((await member.event(1)).taskCommentAdded.comment).toEqual({ body: "Looks good!", author: { name: "Mia Member" } });
+    expect((await outsider.failure()).message).toBe("Task not found.");
     expect(outsider.events).toEqual([]);
-    expect(outsider.errors[0]?.message).toBe("Task not found.");
+  });
+});
+
+describe("sockets outlive neither their session nor their token", () => {
+  const expectClosedSoon = async (subscription: Subscription, reason: RegExp) => {
+    const started = Date.now();
+    const closed = await subscription.closed;
+    expect(closed.code).toBe(4401);
+    expect(closed.reason).toMatch(reason);
+    expect(Date.now() - started).toBeLessThan(CHECK_MS * 2 + 1000);
+  };
+
+  it("logout closes the session's sockets with 4401 within seconds, without waiting for an event", async () => {
+    const user = await newMember();
+    const subscription = await subscribe(user.accessToken, TASK_CHANGED, { p: t.acme.projectId });
+    expect((await request(api.app).post("/auth/logout").send({ refreshToken: user.refreshToken })).status).toBe(204);
+    await expectClosedSoon(subscription, /session ended/i);
+  });
+
+  it("logout-all closes every socket of the user and no one else's", async () => {
+    const user = await newMember();
+    const second = await request(api.app).post("/auth/login").send({ email: user.email, password: user.password });
+    const [first, other, bystander] = await Promise.all([
+      subscribe(user.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
+      subscribe(second.body.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
+      subscribe(t.admin.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
+    ]);
+    expect((await request(api.app).post("/auth/logout-all").set("Authorization", `Bearer ${user.accessToken}`)).status).toBe(204);
+    await Promise.all([expectClosedSoon(first, /session ended/i), expectClosedSoon(other, /session ended/i)]);
+    expect(bystander.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("a password reset closes the user's sockets", async () => {
+    const user = await newMember();
+    const subscription = await subscribe(user.accessToken, TASK_CHANGED, { p: t.acme.projectId });
+    await request(api.app).post("/auth/forgot-password").send({ email: user.email });
+    await runJobs(db);
+    const token = tokenFrom(await smtp.waitFor((m) => recipient(m) === user.email && m.subject === "Reset your password"));
+    expect((await request(api.app).post("/auth/reset-password").send({ token, password: "a fresh new password" })).status).toBe(200);
+    await expectClosedSoon(subscription, /session ended/i);
+  });
+
+  describe("with short-lived access tokens", () => {
+    let shortLived: TestApp;
+    let shortUrl: string;
+
+    beforeAll(async () => {
+      shortLived = await buildTestApp(db, { env: { ...RELAXED_LIMITS, JWT_ACCESS_TTL: "2s" }, socketCheckIntervalMs: 200 });
+      shortLived.server.listen(0, "127.0.0.1");
+      await new Promise((resolve) => shortLived.server.once("listening", resolve));
+      shortUrl = `ws://127.0.0.1:${(shortLived.server.address() as AddressInfo).port}/graphql`;
+    });
+
+    afterAll(async () => {
+      await shortLived?.close();
+      shortLived?.server.closeAllConnections();
+      await new Promise((resolve) => shortLived?.server.close(resolve));
+    });
+
+    const subscribeTo = async (token: string) => {
+      const saved = url;
+      url = shortUrl;
+      try {
+        return await subscribe(token, TASK_CHANGED, { p: t.acme.projectId });
+      } finally {
+        url = saved;
+      }
+    };
+
+    it("closes the socket when the access token expires", async () => {
+      const user = await newMember();
+      const login = await request(shortLived.app).post("/auth/login").send({ email: user.email, password: user.password });
+      const subscription = await subscribeTo(login.body.accessToken);
+      const closed = await subscription.closed;
+      expect(closed).toEqual({ code: 4401, reason: "Access token expired: refresh it and reconnect" });
+    });
+
+    it("keeps the socket open when the client re-authenticates with a fresh token in a ping", async () => {
+      const user = await newMember();
+      const login = await request(shortLived.app).post("/auth/login").send({ email: user.email, password: user.password });
+      const subscription = await subscribeTo(login.body.accessToken);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const refreshed = await request(shortLived.app).post("/auth/refresh").send({ refreshToken: login.body.refreshToken });
+      subscription.socket.send(JSON.stringify({ type: "ping", payload: { authorization: `Bearer ${refreshed.body.accessToken}` } }));
+      // Past the first token's expiry the socket still delivers.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(subscription.socket.readyState).toBe(WebSocket.OPEN);
+      const id = await createTask(t.owner.accessToken, "Still listening");
+      expect((await subscription.event(1)).taskChanged.taskRowId).toBe(id);
+      // A token for someone else is refused and ends the socket.
+      const stranger = await request(shortLived.app).post("/auth/login").send({ email: t.member.email, password: t.member.password });
+      subscription.socket.send(JSON.stringify({ type: "ping", payload: { authorization: `Bearer ${stranger.body.accessToken}` } }));
+      expect(await subscription.closed).toEqual({ code: 4401, reason: "Re-authentication must be for the same session" });
+    });
   });
 });

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import { AppError } from "../http/errors.ts";
-import { verifyAccessToken, type TokenSubject } from "./tokens.ts";
+import { verifyAccessToken, type VerifiedToken } from "./tokens.ts";
 
 /**
  * Turns an Authorization header into the caller: undefined when there is none, the subject
@@ -10,7 +10,7 @@ import { verifyAccessToken, type TokenSubject } from "./tokens.ts";
 export async function authenticate(
   deps: { jwt: Config["jwt"]; ownerPool: pg.Pool },
   header: string | undefined,
-): Promise<TokenSubject | undefined> {
+): Promise<VerifiedToken | undefined> {
   if (header === undefined || header === "") return undefined;
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match) {

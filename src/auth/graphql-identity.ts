@@ -1,10 +1,11 @@
 import type { RequestHandler } from "express";
+import type pg from "pg";
+import type WebSocket from "ws";
 import type { Config } from "../config.ts";
 import { ANONYMOUS, userIdentity, type RequestIdentity } from "../db/request-role.ts";
 import type { IdentityResolver } from "../graphql/preset.ts";
-import { AppError } from "../http/errors.ts";
-import type pg from "pg";
 import { authenticate } from "./authenticate.ts";
+import type { SocketSessions } from "./socket-sessions.ts";
 
 interface Deps {
   jwt: Config["jwt"];
@@ -13,9 +14,9 @@ interface Deps {
 
 const IDENTITY = "graphqlIdentity";
 
-async function identityFor(deps: Deps, header: unknown): Promise<RequestIdentity> {
-  const subject = await authenticate(deps, typeof header === "string" ? header : undefined);
-  return subject ? userIdentity(subject) : ANONYMOUS;
+/** The caller of an HTTP GraphQL request, once graphqlHttpAuth has run. */
+export function httpIdentity(res: { locals: Record<string, unknown> }): RequestIdentity | undefined {
+  return res.locals[IDENTITY] as RequestIdentity | undefined;
 }
 
 /**
@@ -25,26 +26,33 @@ async function identityFor(deps: Deps, header: unknown): Promise<RequestIdentity
 export function graphqlHttpAuth(deps: Deps): RequestHandler {
   return async (req, res, next) => {
     try {
-      res.locals[IDENTITY] = await identityFor(deps, req.headers.authorization);
+      const subject = await authenticate(deps, req.headers.authorization);
+      res.locals[IDENTITY] = subject ? userIdentity(subject) : ANONYMOUS;
       next();
     } catch (error) {
-      if (!(error instanceof AppError)) return next(error);
-      res.status(error.status).json({ errors: [{ message: error.message, extensions: { code: error.code } }] });
+      next(error);
     }
   };
 }
 
 /**
- * The caller of an operation: set by `graphqlHttpAuth` for HTTP; for WebSockets read from the
- * `authorization` connection parameter (a refusal reaches the client as a GraphQL error).
+ * The caller of an operation: set by `graphqlHttpAuth` for HTTP. For WebSockets it comes from
+ * the `authorization` connection parameter (or a newer token the client re-authenticated with);
+ * a signed-in socket is handed to `sessions`, which closes it when the session ends.
  */
-export function graphqlIdentity(deps: Deps): IdentityResolver {
+export function graphqlIdentity(deps: Deps & { sessions: SocketSessions }): IdentityResolver {
   return async (requestContext) => {
     if (requestContext.expressv4) {
-      const identity = requestContext.expressv4.res.locals[IDENTITY] as RequestIdentity | undefined;
+      const identity = httpIdentity(requestContext.expressv4.res);
       if (!identity) throw new Error("graphqlHttpAuth must run before PostGraphile");
       return identity;
     }
-    return identityFor(deps, requestContext.ws?.normalizedConnectionParams?.authorization);
+    const socket = requestContext.ws?.socket as WebSocket | undefined;
+    const fromParams = requestContext.ws?.normalizedConnectionParams?.authorization;
+    const authorization = (socket && deps.sessions.authorizationOf(socket)) ?? (typeof fromParams === "string" ? fromParams : undefined);
+    const token = await authenticate(deps, authorization);
+    if (!token) return ANONYMOUS;
+    if (socket && authorization) deps.sessions.track(socket, token, authorization);
+    return userIdentity(token);
   };
 }

@@ -8,6 +8,11 @@ export interface TokenSubject {
   sessionId: string;
 }
 
+/** A verified access token: its subject, and when it stops being valid (epoch milliseconds). */
+export interface VerifiedToken extends TokenSubject {
+  expiresAt: number;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A short-lived HS256 access token: sub (user), sid (session), role, iss, aud, exp. */
@@ -25,7 +30,7 @@ export function signAccessToken(settings: Config["jwt"], subject: TokenSubject):
  * Verifies signature (HS256 only, so `none` and other algorithms fail), issuer, audience and
  * expiry. Throws a 401 AppError; whether the session is still live is checked separately.
  */
-export function verifyAccessToken(settings: Config["jwt"], token: string): TokenSubject {
+export function verifyAccessToken(settings: Config["jwt"], token: string): VerifiedToken {
   let claims: jwt.JwtPayload | string;
   try {
     claims = jwt.verify(token, settings.secret, {
@@ -39,8 +44,8 @@ export function verifyAccessToken(settings: Config["jwt"], token: string): Token
     }
     throw new AppError(401, "invalid_token", "The access token is not valid.");
   }
-  if (typeof claims === "string" || !UUID.test(claims.sub ?? "") || !UUID.test(String(claims.sid ?? ""))) {
+  if (typeof claims === "string" || !UUID.test(claims.sub ?? "") || !UUID.test(String(claims.sid ?? "")) || typeof claims.exp !== "number") {
     throw new AppError(401, "invalid_token", "The access token is not valid.");
   }
-  return { userId: claims.sub!, sessionId: String(claims.sid) };
+  return { userId: claims.sub!, sessionId: String(claims.sid), expiresAt: claims.exp * 1000 };
 }

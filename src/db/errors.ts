@@ -36,16 +36,29 @@ export function mapDatabaseError(error: unknown): MappedError | undefined {
     case "23503":
       return { status: 409, code: "conflict", message: "That refers to something that does not exist (or is still in use)." };
     case "23514":
+      return { status: 400, code: "validation_failed", message: `A value breaks the rule "${error.constraint ?? "check"}".` };
     case "23502":
-    case "22001":
-    case "22P02":
-    case "22023":
-      return { status: 400, code: "validation_failed", message: "A value is not valid for this field." };
+      return { status: 400, code: "validation_failed", message: `${error.column ? `"${error.column}"` : "A value"} is required.` };
+    case "2201W":
+      return { status: 400, code: "validation_failed", message: "first and last must not be negative." };
+    case "2201X":
+      return { status: 400, code: "validation_failed", message: "offset must not be negative." };
     case "42501":
       return { status: 403, code: "forbidden", message: "You do not have permission to do that." };
     case "57014":
       return { status: 503, code: "timeout", message: "The request took too long and was cancelled; try again." };
-    default:
-      return undefined;
+    case "40P01":
+    case "40001":
+      return { status: 409, code: "concurrent_update", message: "Another change to the same data got in the way; try again." };
   }
+  // Class 22 is bad data (a malformed date, uuid or number, a NUL byte, a value out of range):
+  // PostgreSQL's message names the value and the type, and reveals nothing else.
+  if (error.code.startsWith("22")) return { status: 400, code: "validation_failed", message: `${capitalize(error.message)}.` };
+  // Class 54: a value or query too large for the database (index row size, stack depth).
+  if (error.code.startsWith("54")) return { status: 400, code: "validation_failed", message: "A value or the request is too large." };
+  return undefined;
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

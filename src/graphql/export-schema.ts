@@ -19,7 +19,7 @@ try {
   await migrateDatabase(database.urls, logger);
   const pools = createPools(database.urls, logger, { max: 2 });
   try {
-    const sdl = await schemaSDL(makeGraphilePreset({ config, pool: pools.authenticator, roles: database.urls.roles }));
+    const sdl = await schemaSDL(makeGraphilePreset({ config, pool: pools.authenticator, roles: database.urls.roles, logger }));
     const file = path.join(PROJECT_ROOT, "schema.graphql");
     await writeFile(file, sdl);
     console.log(`Wrote ${path.relative(process.cwd(), file)} (${sdl.split("\n").length} lines).`);

@@ -5,7 +5,9 @@ import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import { ANONYMOUS, pgSettingsFor, type RequestIdentity } from "../db/request-role.ts";
-import { maskError } from "./errors.ts";
+import type { Logger } from "../logger.ts";
+import { ErrorCodesPlugin, makeMaskError } from "./errors.ts";
+import { MissingRowIsNotFoundPlugin } from "./not-found.ts";
 import { PrivateUserFieldsPlugin } from "./private-user-fields.ts";
 import { RealtimePlugin } from "./realtime.ts";
 
@@ -31,7 +33,11 @@ export function makeGraphilePreset(options: {
   config: Config;
   pool: pg.Pool;
   roles: { anonymous: string; user: string };
+  /** Where internal errors of GraphQL operations are logged (with the id the client is shown). */
+  logger: Logger;
   identify?: IdentityResolver;
+  /** Plugins that need the running app (rate limits); schema tools leave them out. */
+  plugins?: GraphileConfig.Plugin[];
   /** The service (pool + LISTEN subscriber) when the caller owns its lifecycle; see pgServiceFor. */
   pgService?: GraphileConfig.PgServiceConfiguration;
 }): GraphileConfig.Preset {
@@ -41,7 +47,7 @@ export function makeGraphilePreset(options: {
   const policy = { roles, requireVerifiedEmail: config.auth.requireVerifiedEmail };
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
-    plugins: [RealtimePlugin, PrivateUserFieldsPlugin],
+    plugins: [RealtimePlugin, PrivateUserFieldsPlugin, MissingRowIsNotFoundPlugin, ErrorCodesPlugin, ...(options.plugins ?? [])],
     pgServices: [options.pgService ?? pgServiceFor(pool)],
     grafserv: {
       graphqlPath: "/graphql",
@@ -50,7 +56,7 @@ export function makeGraphilePreset(options: {
       graphiqlOnGraphQLGET: false,
       websockets: true,
       maxRequestLength: config.bodyLimitBytes,
-      maskError,
+      maskError: makeMaskError(options.logger),
     },
     grafast: {
       async context(requestContext) {

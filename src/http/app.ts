@@ -2,14 +2,19 @@ import { createServer, type Server } from "node:http";
 import express, { type Router } from "express";
 import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/express/v4";
+import proxyAddr from "proxy-addr";
 import { graphqlHttpAuth, graphqlIdentity } from "../auth/graphql-identity.ts";
 import { createPasswords } from "../auth/passwords.ts";
 import { authRoutes } from "../auth/routes.ts";
+import { createSocketSessions } from "../auth/socket-sessions.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
 import { makeGraphilePreset, pgServiceFor } from "../graphql/preset.ts";
+import { createGraphqlRateLimiter, graphqlClientRateLimit, graphqlUserRateLimit, makeGraphqlRateLimitPlugin } from "../graphql/rate-limit.ts";
+import { makeSubscriptionLimitPlugin } from "../graphql/subscription-limit.ts";
 import type { Logger } from "../logger.ts";
+import { clientKey } from "./client-address.ts";
 import { corsPolicy } from "./cors.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import { warnOnUntrustedForwardedFor } from "./forwarded-warning.ts";
@@ -28,6 +33,8 @@ export interface AppOptions {
   latestMigration: string | undefined;
   /** Extra REST routers mounted after the built-in ones (tests use this). */
   routes?: Array<[path: string, router: Router]>;
+  /** How often signed-in WebSockets are checked against their sessions (default 2 s). */
+  socketCheckIntervalMs?: number;
 }
 
 export interface App {
@@ -39,9 +46,9 @@ export interface App {
 }
 
 /**
- * Builds the HTTP edge. Middleware order is the request's path through it: id, log, proxy check, metrics,
- * security headers, CORS, health, GraphQL (authenticated first), JSON body, REST routes, 404,
- * errors.
+ * Builds the HTTP edge. Middleware order is the request's path through it: id, log, proxy
+ * check, metrics, security headers, CORS, health, GraphQL (rate limited by client,
+ * authenticated, rate limited by user), JSON body, REST routes, 404, errors.
  */
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, pools, logger, roles } = options;
@@ -64,10 +71,23 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.get("/metrics", metrics.handler);
 
   const identityDeps = { jwt: config.jwt, ownerPool: pools.owner };
-  app.use("/graphql", graphqlHttpAuth(identityDeps));
+  const sessions = createSocketSessions({ ...identityDeps, logger, intervalMs: options.socketCheckIntervalMs });
+  const limiter = createGraphqlRateLimiter(config.graphqlRateLimits);
+  app.use("/graphql", graphqlClientRateLimit(limiter), graphqlHttpAuth(identityDeps), graphqlUserRateLimit(limiter));
   const pgService = pgServiceFor(pools.authenticator);
   const pgl = postgraphile(
-    makeGraphilePreset({ config, pool: pools.authenticator, pgService, roles, identify: graphqlIdentity(identityDeps) }),
+    makeGraphilePreset({
+      config,
+      pool: pools.authenticator,
+      pgService,
+      roles,
+      logger,
+      identify: graphqlIdentity({ ...identityDeps, sessions }),
+      plugins: [
+        makeGraphqlRateLimitPlugin(limiter, (request) => clientKey(proxyAddr(request, app.get("trust proxy fn")))),
+        makeSubscriptionLimitPlugin(config.graphqlMaxSubscriptions),
+      ],
+    }),
   );
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
@@ -80,6 +100,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.use(errorHandler(logger));
 
   const release = async () => {
+    sessions.stop();
     await pgl.release();
     await pgService.release?.();
   };

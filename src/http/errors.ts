@@ -40,6 +40,16 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(new AppError(404, "not_found", `No route for ${req.method} ${req.path}.`));
 };
 
+const pathOf = (url: string) => url.split("?")[0] ?? url;
+
+/** The body of an error in the shape its endpoint speaks: GraphQL's `errors` on /graphql, ours elsewhere. */
+export function errorBody(path: string, error: { code: string; message: string; details?: unknown }) {
+  if (path === "/graphql" || path.startsWith("/graphql/")) {
+    return { errors: [{ message: error.message, extensions: { code: error.code } }] };
+  }
+  return { error: { code: error.code, message: error.message, ...(error.details === undefined ? {} : { details: error.details }) } };
+}
+
 /** The only place errors become responses. Unknown errors are logged, never shown. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, next) => {
@@ -54,12 +64,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         : (fromBodyParser(error) ?? (mapped ? new AppError(mapped.status, mapped.code, mapped.message) : undefined));
     if (known) {
       res.set(known.headers);
-      res.status(known.status).json({
-        error: { code: known.code, message: known.message, ...(known.details === undefined ? {} : { details: known.details }) },
-      });
+      res.status(known.status).json(errorBody(pathOf(req.originalUrl), known));
       return;
     }
     (req.log ?? logger).error({ err: error }, "unhandled error");
-    res.status(500).json({ error: { code: "internal_error", message: "Something went wrong on our side; it has been logged." } });
+    res.status(500).json(errorBody(pathOf(req.originalUrl), { code: "internal_error", message: "Something went wrong on our side; it has been logged." }));
   };
 }

@@ -46,7 +46,7 @@ export interface TestApp extends App {
 export async function buildTestApp(
   db: TestDatabase,
   options: { env?: Record<string, string>; logger?: Logger; poolSize?: number } & Partial<
-    Pick<AppOptions, "routes" | "latestMigration">
+    Pick<AppOptions, "routes" | "latestMigration" | "socketCheckIntervalMs">
   > = {},
 ): Promise<TestApp> {
   const config = testConfig(db, options.env);
@@ -59,6 +59,7 @@ export async function buildTestApp(
     roles: db.urls.roles,
     latestMigration: options.latestMigration ?? (await latestCommittedMigration()),
     routes: options.routes,
+    socketCheckIntervalMs: options.socketCheckIntervalMs,
   });
   return {
     ...app,
