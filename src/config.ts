@@ -133,7 +133,16 @@ const EnvSchema = z.object({
   RATE_LIMIT_GRAPHQL_USER: rate.default({ max: 600, windowSeconds: 60 }),
   GRAPHQL_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(1).max(100_000).default(100),
   STRIPE_SECRET_KEY: optional(z.string().regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_ or rk_")),
-  STRIPE_WEBHOOK_SECRET: optional(z.string().regex(/^whsec_/, "must start with whsec_")),
+  STRIPE_WEBHOOK_SECRET: optional(
+    z
+      .string()
+      .transform((value) => value.split(",").map((secret) => secret.trim()).filter(Boolean))
+      .refine((secrets) => secrets.length > 0 && secrets.every((secret) => /^whsec_\S+$/.test(secret)), {
+        message: "must be one or more whsec_… secrets, comma-separated (several while rotating)",
+      }),
+  ),
+  STRIPE_API_URL: z.url().default("https://api.stripe.com"),
+  BILLING_PAST_DUE_GRACE: duration.default(7 * 86400),
   SMTP_URL: optional(z.string().regex(/^smtps?:\/\//, "must be an smtp:// or smtps:// URL")),
   EMAIL_FROM: z.string().trim().min(3).default("Oddscenes <no-reply@oddscenes.localhost>"),
   CORS_ORIGINS: z.string().default(""),
@@ -194,7 +203,17 @@ export interface Config {
   graphqlMaxSubscriptions: number;
   /** Express's `trust proxy`: false, a hop count, or addresses/ranges allowed to set X-Forwarded-For. */
   trustProxy: number | string[] | false;
-  stripe: { secretKey: string | undefined; webhookSecret: string | undefined };
+  stripe: {
+    secretKey: string | undefined;
+    /** Every endpoint secret a webhook may be signed with (the new and the old one while rotating). */
+    webhookSecrets: string[];
+    /** Stripe's API; tests point it at a local fake. */
+    apiUrl: string;
+  };
+  billing: {
+    /** How long a past_due subscription keeps its paid plan's limits. */
+    pastDueGraceSeconds: number;
+  };
   email: { smtpUrl: string | undefined; from: string; mailDir: string };
   corsOrigins: string[];
   bodyLimitBytes: number;
@@ -263,6 +282,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (e.STRIPE_SECRET_KEY && !e.STRIPE_WEBHOOK_SECRET) {
     problems.push("STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set");
   }
+  if (e.STRIPE_WEBHOOK_SECRET && !e.STRIPE_SECRET_KEY) {
+    problems.push("STRIPE_SECRET_KEY: required when STRIPE_WEBHOOK_SECRET is set (events are synced by fetching their objects)");
+  }
   if (problems.length > 0) {
     throw new ConfigError(problems);
   }
@@ -309,7 +331,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     graphqlRateLimits: { ip: e.RATE_LIMIT_GRAPHQL_IP, user: e.RATE_LIMIT_GRAPHQL_USER },
     graphqlMaxSubscriptions: e.GRAPHQL_MAX_SUBSCRIPTIONS,
     trustProxy: e.TRUST_PROXY ?? false,
-    stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET },
+    stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecrets: e.STRIPE_WEBHOOK_SECRET ?? [], apiUrl: e.STRIPE_API_URL },
+    billing: { pastDueGraceSeconds: e.BILLING_PAST_DUE_GRACE },
     email: { smtpUrl: e.SMTP_URL, from: e.EMAIL_FROM, mailDir: path.join(dataDir, "mail") },
     corsOrigins: e.CORS_ORIGINS.split(",").map((o) => o.trim()).filter(Boolean),
     bodyLimitBytes: e.BODY_LIMIT,

@@ -1,6 +1,6 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { deliverEmail } from "../src/email/deliver.ts";
+import { deliverEmail, publicUrl } from "../src/email/deliver.ts";
 import { isTemplateName, type TemplateName, type TemplateVariables } from "../src/email/templates.ts";
 
 const Payload = z.object({
@@ -17,7 +17,16 @@ const Payload = z.object({
 const sendEmail: Task = async (rawPayload, helpers) => {
   const payload = Payload.parse(rawPayload);
   const template = payload.template as TemplateName;
-  await deliverEmail(helpers, payload.to, template, payload.variables as TemplateVariables<typeof template>);
+  await deliverEmail(helpers, payload.to, template, absoluteLinks(payload.variables, publicUrl()) as TemplateVariables<typeof template>);
 };
+
+/** SQL knows paths, not PUBLIC_URL: a `…link`/`…Link` variable starting with "/" points there. */
+function absoluteLinks(variables: Record<string, unknown>, base: string): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(variables).map(([key, value]) =>
+      /link$/i.test(key) && typeof value === "string" && value.startsWith("/") ? [key, `${base}${value}`] : [key, value],
+    ),
+  );
+}
 
 export default sendEmail;

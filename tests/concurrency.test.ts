@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "./helpers/app.ts";
 import { graphql, RELAXED_LIMITS, signUp, type SignedUp } from "./helpers/auth.ts";
+import { grantUnlimitedPlan } from "./helpers/billing.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 import { gqlOk } from "./helpers/tenants.ts";
 import { pgSettingsFor, userIdentity } from "../src/db/request-role.ts";
@@ -29,6 +30,7 @@ async function organizationWithOwners(owners: number) {
     slug: `race-${creator.id.slice(0, 12)}`,
   });
   const orgId = org.createOrganization.organization.rowId as string;
+  await grantUnlimitedPlan(db, orgId);
   for (const person of people.slice(1)) {
     await db.root.query("insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'owner')", [orgId, person.id]);
   }
@@ -174,7 +176,7 @@ describe("task positions under concurrency", () => {
     const { rows } = await db.root.query<{ id: string }>("select id from app_public.tasks where project_id = $1 limit 1", [projectId]);
     const taskId = rows[0]!.id;
     const session = await db.root.query<{ id: string }>("select id from app_private.sessions where user_id = $1 limit 1", [owner.id]);
-    const settings = JSON.stringify(pgSettingsFor(userIdentity({ userId: owner.id, sessionId: session.rows[0]!.id }), { roles: db.urls.roles, requireVerifiedEmail: false }));
+    const settings = JSON.stringify(pgSettingsFor(userIdentity({ userId: owner.id, sessionId: session.rows[0]!.id }), { roles: db.urls.roles, requireVerifiedEmail: false, pastDueGraceSeconds: 7 * 86400 }));
     const [edit, move] = await Promise.all([db.root.connect(), db.root.connect()]);
     try {
       for (const client of [edit, move]) {

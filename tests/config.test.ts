@@ -126,6 +126,18 @@ describe("configuration", () => {
     expect(problemsOf({ REQUIRE_VERIFIED_EMAIL: "sometimes" })).toEqual([expect.stringMatching(/^REQUIRE_VERIFIED_EMAIL: must be true or false/)]);
   });
 
+  it("takes several Stripe webhook secrets for rotation, and wants the API key with them", () => {
+    const config = loadConfig({ DATA_DIR: tmp(), STRIPE_SECRET_KEY: "sk_test_1", STRIPE_WEBHOOK_SECRET: "whsec_new, whsec_old" });
+    expect(config.stripe.webhookSecrets).toEqual(["whsec_new", "whsec_old"]);
+    expect(config.stripe.apiUrl).toBe("https://api.stripe.com");
+    expect(config.billing.pastDueGraceSeconds).toBe(7 * 86400);
+    expect(problemsOf({ STRIPE_SECRET_KEY: "sk_test_1", STRIPE_WEBHOOK_SECRET: "whsec_ok,nope" })).toEqual([
+      expect.stringMatching(/^STRIPE_WEBHOOK_SECRET: must be one or more whsec_/),
+    ]);
+    expect(problemsOf({ STRIPE_WEBHOOK_SECRET: "whsec_1" })).toEqual([expect.stringMatching(/^STRIPE_SECRET_KEY: required when STRIPE_WEBHOOK_SECRET is set/)]);
+    expect(problemsOf({ STRIPE_SECRET_KEY: "sk_test_1" })).toEqual([expect.stringMatching(/^STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set/)]);
+  });
+
   it("points operators of the old lockout setting to what replaced it", () => {
     expect(problemsOf({ LOGIN_LOCKOUT: "5/15m" })).toEqual([expect.stringMatching(/^LOGIN_LOCKOUT: no longer used.*LOGIN_BACKOFF_AFTER/)]);
   });

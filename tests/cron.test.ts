@@ -22,7 +22,7 @@ describe("scheduled jobs", () => {
     expect(items.map((item) => item.task)).toEqual(["cleanup"]);
   });
 
-  it("cleanup removes stale counters, ended sessions and spent tokens, and keeps live ones", async () => {
+  it("cleanup removes stale counters, ended sessions, spent tokens and old Stripe payloads, and keeps live ones", async () => {
     const { rows } = await db.root.query(
       "insert into app_public.users (email, name) values ('cleanup@example.com', 'Cleanup') returning id",
     );
@@ -44,6 +44,11 @@ describe("scheduled jobs", () => {
       [userId],
     );
 
+    await db.root.query(
+      `insert into app_private.stripe_events (id, type, livemode, created, received_at, processed_at, payload) values
+         ('evt_old', 'invoice.paid', false, now() - interval '91 days', now() - interval '91 days', now(), '{"secretish": true}'),
+         ('evt_new', 'invoice.paid', false, now(), now(), now(), '{"kept": true}')`,
+    );
     await db.root.query("select graphile_worker.add_job('cleanup', '{}')");
     await runJobs(db);
 
@@ -55,5 +60,11 @@ describe("scheduled jobs", () => {
       [userId],
     );
     expect(left.rows[0]).toEqual({ counters: ["fresh"], sessions: 1, tokens: ["live"], jobs: 0 });
+    // Stripe events keep their ids (so a redelivery is still recognised) but not old payloads.
+    const events = await db.root.query("select id, payload from app_private.stripe_events order by id");
+    expect(events.rows).toEqual([
+      { id: "evt_new", payload: { kept: true } },
+      { id: "evt_old", payload: null },
+    ]);
   });
 });

@@ -3,7 +3,7 @@ import type pg from "pg";
 import { buildTestApp, type TestApp } from "./helpers/app.ts";
 import { RELAXED_LIMITS, type SignedUp } from "./helpers/auth.ts";
 import { asRole, createTestDatabase, type TestDatabase } from "./helpers/database.ts";
-import { arrangeTenants, type Tenants } from "./helpers/tenants.ts";
+import { arrangeTenants, gqlOk, type Tenants } from "./helpers/tenants.ts";
 
 let db: TestDatabase;
 let api: TestApp;
@@ -16,6 +16,23 @@ beforeAll(async () => {
   await db.root.query(
     "insert into app_public.organization_invitations (organization_id, email, invited_by) values ($1, 'pending@example.com', $2)",
     [t.acme.id, t.owner.id],
+  );
+  await db.root.query(
+    `insert into app_public.subscription_payment_details (subscription_id, organization_id, card_brand, card_last4, last_synced_at)
+     select id, organization_id, 'visa', '4242', now() from app_public.subscriptions where organization_id = $1`,
+    [t.acme.id],
+  );
+  await db.root.query(
+    "insert into app_public.plans (stripe_product_id, stripe_price_id, name, price_active, price_synced_at) values ('prod_retired', 'price_retired', 'Retired', false, now())",
+  );
+  // A plan no longer offered that Acme was once subscribed to.
+  await db.root.query(
+    `with legacy as (
+       insert into app_public.plans (stripe_product_id, stripe_price_id, name, product_active, product_synced_at)
+       values ('prod_legacy', 'price_legacy', 'Legacy', false, now()) returning id)
+     insert into app_public.subscriptions (organization_id, stripe_subscription_id, plan_id, status, ended_at, last_synced_at)
+     select $1, 'sub_rls_legacy', id, 'canceled', now(), now() from legacy`,
+    [t.acme.id],
   );
 });
 
@@ -60,6 +77,8 @@ describe("reads: who sees Acme's rows", () => {
     tasks: "select 1 from app_public.tasks where organization_id = $1",
     task_comments: "select 1 from app_public.task_comments where organization_id = $1",
     activity: "select 1 from app_public.activity where organization_id = $1",
+    subscriptions: "select 1 from app_public.subscriptions where organization_id = $1",
+    subscription_payment_details: "select 1 from app_public.subscription_payment_details where organization_id = $1",
   };
   const expected: Record<keyof typeof tables, Record<Viewer, boolean>> = {
     organizations: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
@@ -69,6 +88,9 @@ describe("reads: who sees Acme's rows", () => {
     tasks: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
     task_comments: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
     activity: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    subscriptions: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    // Payment details are for the people who manage billing.
+    subscription_payment_details: { anonymous: false, outsider: false, member: false, admin: true, owner: true, siteAdmin: true },
   };
   for (const [table, sql] of Object.entries(tables) as Array<[keyof typeof tables, string]>) {
     it(`${table}`, async () => {
@@ -191,6 +213,50 @@ describe("writes", () => {
       const { rows } = await db.root.query("select prosecdef from pg_proc where oid = $1::regprocedure", [`app_hidden.${helper}`]);
       expect(rows, helper).toEqual([{ prosecdef: false }]);
     }
+  });
+
+  it("plans: everyone sees the active ones, members the retired ones their organization had, site admins all; nobody writes them", async () => {
+    for (const viewer of VIEWERS) {
+      expect(await count(viewer, "select 1 from app_public.plans where is_default")).toBe(1);
+      expect(await count(viewer, "select 1 from app_public.plans where name = 'Retired'")).toBe(viewer === "siteAdmin" ? 1 : 0);
+      expect(await count(viewer, "select 1 from app_public.plans where name = 'Legacy'"), viewer).toBe(["member", "admin", "owner", "siteAdmin"].includes(viewer) ? 1 : 0);
+      expect(await attempt(viewer, "select stripe_price_id from app_public.plans")).toBe("42501");
+      expect(await attempt(viewer, "update app_public.plans set max_projects = null")).toBe("42501");
+      expect(await attempt(viewer, "insert into app_public.plans (name) values ('Mine')")).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.plans")).toBe("42501");
+    }
+  });
+
+  it("subscriptions and payment details: nobody writes them through the API, nor reads Stripe's ids", async () => {
+    for (const viewer of VIEWERS) {
+      expect(await attempt(viewer, "update app_public.subscriptions set status = 'active'")).toBe("42501");
+      expect(await attempt(viewer, "insert into app_public.subscriptions (organization_id, stripe_subscription_id, status, last_synced_at) values ($1, 'sub_x', 'active', now())", [t.acme.id])).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.subscriptions")).toBe("42501");
+      expect(await attempt(viewer, "select stripe_subscription_id from app_public.subscriptions")).toBe("42501");
+      expect(await attempt(viewer, "update app_public.subscription_payment_details set card_last4 = '0000'")).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.subscription_payment_details")).toBe("42501");
+      for (const table of ["stripe_customers", "stripe_events", "billing_notices"]) {
+        expect(await attempt(viewer, `select * from app_private.${table}`), table).toBe("42501");
+      }
+    }
+  });
+
+  it("an organization's current subscription through GraphQL: members see it, only owners and admins its card", async () => {
+    const query = `query ($id: UUID!) { organization(rowId: $id) { currentSubscription { status plan { name } paymentDetails { cardLast4 } } } }`;
+    const seen: Record<string, unknown> = {};
+    for (const viewer of VIEWERS) {
+      const token = viewer === "anonymous" ? undefined : t[viewer].accessToken;
+      seen[viewer] = (await gqlOk(api, token, query, { id: t.acme.id })).organization;
+    }
+    const withCard = { currentSubscription: { status: "active", plan: { name: "Unlimited (tests)" }, paymentDetails: { cardLast4: "4242" } } };
+    expect(seen).toEqual({
+      anonymous: null,
+      outsider: null,
+      member: { currentSubscription: { status: "active", plan: { name: "Unlimited (tests)" }, paymentDetails: null } },
+      admin: withCard,
+      owner: withCard,
+      siteAdmin: withCard,
+    });
   });
 
   it("invitation tokens stay private", async () => {

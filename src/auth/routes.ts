@@ -1,7 +1,7 @@
 import { Router, type Request, type Response } from "express";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
-import { pgSettingsFor, userIdentity, withRequestRole } from "../db/request-role.ts";
+import { pgSettingsFor, requestPolicy, userIdentity, withRequestRole } from "../db/request-role.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
 import { clientKey } from "../http/client-address.ts";
 import { AppError } from "../http/errors.ts";
@@ -54,7 +54,7 @@ export function authRoutes(deps: AuthDeps): Router {
 
   /** Reads the signed-in user through row-level security, as GraphQL would. */
   const readUser = async (subject: TokenSubject): Promise<UserRow> => {
-    const policy = { roles, requireVerifiedEmail: config.auth.requireVerifiedEmail };
+    const policy = requestPolicy(config, roles);
     const row = await withRequestRole(pools.authenticator, pgSettingsFor(userIdentity(subject), policy), async (client) => {
       const { rows } = await client.query<UserRow>('select * from app_public."current_user"()');
       return rows[0];

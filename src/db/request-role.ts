@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { Config } from "../config.ts";
 
 /** How long one request's SQL may run, per request role (anonymous requests get less). */
 const STATEMENT_TIMEOUT = { anonymous: "3s", user: "8s" } as const;
@@ -21,6 +22,13 @@ export interface RequestPolicy {
   roles: { anonymous: string; user: string };
   /** SQL functions refuse unverified users where the rules need a confirmed address. */
   requireVerifiedEmail: boolean;
+  /** How long a past_due subscription keeps its paid plan's limits. */
+  pastDueGraceSeconds: number;
+}
+
+/** The policy as configured: every request of this server runs under it. */
+export function requestPolicy(config: Pick<Config, "auth" | "billing">, roles: RequestPolicy["roles"]): RequestPolicy {
+  return { roles, requireVerifiedEmail: config.auth.requireVerifiedEmail, pastDueGraceSeconds: config.billing.pastDueGraceSeconds };
 }
 
 /**
@@ -32,6 +40,7 @@ export function pgSettingsFor(identity: RequestIdentity, policy: RequestPolicy):
     role: identity.role === "user" ? policy.roles.user : policy.roles.anonymous,
     statement_timeout: STATEMENT_TIMEOUT[identity.role],
     "app.require_verified_email": policy.requireVerifiedEmail ? "on" : "off",
+    "app.past_due_grace_seconds": String(policy.pastDueGraceSeconds),
   };
   for (const [name, value] of Object.entries(identity.claims)) settings[`jwt.claims.${name}`] = value;
   return settings;

@@ -61,6 +61,39 @@ export const templates = {
         "If this was not you, reset your password at once and contact support.",
       ],
     }),
+  payment_failed: (v: { name: string; organizationName: string; amount: string; nextAttempt: string; invoiceLink: string; billingLink: string }) =>
+    layout({
+      subject: `Payment failed for ${v.organizationName}`,
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        `We could not collect ${v.amount} for ${v.organizationName}'s subscription: the card was declined or the bank asked for confirmation.`,
+        v.nextAttempt
+          ? `We will try again on ${v.nextAttempt}. Pay the invoice (or confirm the payment) before then to keep your plan.`
+          : "Pay the invoice (or confirm the payment) to keep your plan.",
+        `To use another card for future payments, update it on the billing page: ${v.billingLink}`,
+      ],
+      action: v.invoiceLink ? { label: "Pay the invoice", url: v.invoiceLink } : { label: "Update payment details", url: v.billingLink },
+    }),
+  trial_ending: (v: { name: string; organizationName: string; planName: string; trialEnd: string; billingLink: string }) =>
+    layout({
+      subject: `Your ${v.planName} trial for ${v.organizationName} ends on ${v.trialEnd}`,
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        `${v.organizationName}'s ${v.planName} trial ends on ${v.trialEnd}.`,
+        "Check the payment details now so the subscription continues without a gap, or cancel it if it is not for you.",
+      ],
+      action: { label: "Review billing", url: v.billingLink },
+    }),
+  subscription_canceled: (v: { name: string; organizationName: string; planName: string; endedAt: string; billingLink: string }) =>
+    layout({
+      subject: `${v.organizationName}'s ${v.planName} subscription has ended`,
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        `${v.organizationName}'s ${v.planName} subscription ended on ${v.endedAt}. Your projects and tasks are all still there; the free plan's limits apply to new ones.`,
+        "You can subscribe again at any time.",
+      ],
+      action: { label: "Choose a plan", url: v.billingLink },
+    }),
 } satisfies Record<string, (variables: never) => RenderedEmail>;
 
 export type TemplateName = keyof typeof templates;

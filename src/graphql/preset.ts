@@ -1,10 +1,12 @@
 import { PgSimplifyInflectionPreset } from "@graphile/simplify-inflection";
 import type pg from "pg";
+import type Stripe from "stripe";
 import { makePgService } from "postgraphile/adaptors/pg";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
+import { makeBillingPlugin } from "../billing/graphql.ts";
 import type { Config } from "../config.ts";
-import { ANONYMOUS, pgSettingsFor, type RequestIdentity } from "../db/request-role.ts";
+import { ANONYMOUS, pgSettingsFor, requestPolicy, type RequestIdentity } from "../db/request-role.ts";
 import type { Logger } from "../logger.ts";
 import { ErrorCodesPlugin, makeMaskError } from "./errors.ts";
 import { MissingRowIsNotFoundPlugin } from "./not-found.ts";
@@ -36,6 +38,8 @@ export function makeGraphilePreset(options: {
   /** Where internal errors of GraphQL operations are logged (with the id the client is shown). */
   logger: Logger;
   identify?: IdentityResolver;
+  /** The Stripe client the billing mutations call; without it they answer billing_unavailable. */
+  stripe?: Stripe;
   /** Plugins that need the running app (rate limits); schema tools leave them out. */
   plugins?: GraphileConfig.Plugin[];
   /** The service (pool + LISTEN subscriber) when the caller owns its lifecycle; see pgServiceFor. */
@@ -44,10 +48,17 @@ export function makeGraphilePreset(options: {
   const { config, pool, roles } = options;
   const identify = options.identify ?? anonymous;
   const development = config.env !== "production";
-  const policy = { roles, requireVerifiedEmail: config.auth.requireVerifiedEmail };
+  const policy = requestPolicy(config, roles);
   return {
     extends: [PostGraphileAmberPreset, PgSimplifyInflectionPreset, PostGraphileConnectionFilterPreset],
-    plugins: [RealtimePlugin, PrivateUserFieldsPlugin, MissingRowIsNotFoundPlugin, ErrorCodesPlugin, ...(options.plugins ?? [])],
+    plugins: [
+      RealtimePlugin,
+      PrivateUserFieldsPlugin,
+      MissingRowIsNotFoundPlugin,
+      ErrorCodesPlugin,
+      makeBillingPlugin({ stripe: options.stripe, publicUrl: config.publicUrl, logger: options.logger }),
+      ...(options.plugins ?? []),
+    ],
     pgServices: [options.pgService ?? pgServiceFor(pool)],
     grafserv: {
       graphqlPath: "/graphql",

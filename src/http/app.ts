@@ -6,6 +6,8 @@ import proxyAddr from "proxy-addr";
 import { graphqlHttpAuth, graphqlIdentity } from "../auth/graphql-identity.ts";
 import { createPasswords } from "../auth/passwords.ts";
 import { authRoutes } from "../auth/routes.ts";
+import { createStripeClient } from "../billing/stripe.ts";
+import { stripeWebhook } from "../billing/webhook.ts";
 import { createSocketSessions } from "../auth/socket-sessions.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
@@ -48,13 +50,14 @@ export interface App {
 /**
  * Builds the HTTP edge. Middleware order is the request's path through it: id, log, proxy
  * check, metrics, security headers, CORS, health, GraphQL (rate limited by client,
- * authenticated, rate limited by user), JSON body, REST routes, 404, errors.
+ * authenticated, rate limited by user), Stripe webhook (raw body), JSON body, REST routes, 404,
+ * errors.
  */
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, pools, logger, roles } = options;
   const app = express();
   const server = createServer(app);
-  const metrics = createMetrics();
+  const metrics = createMetrics({ ownerPool: pools.owner });
 
   app.disable("x-powered-by");
   // Only the configured proxies may say who the client is; by default nobody can (req.ip is the peer).
@@ -83,6 +86,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       roles,
       logger,
       identify: graphqlIdentity({ ...identityDeps, sessions }),
+      stripe: createStripeClient(config.stripe),
       plugins: [
         makeGraphqlRateLimitPlugin(limiter, (request) => clientKey(proxyAddr(request, app.get("trust proxy fn")))),
         makeSubscriptionLimitPlugin(config.graphqlMaxSubscriptions),
@@ -92,6 +96,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
 
+  // Stripe signs the raw bytes, so its webhook reads the body itself, before any JSON parsing.
+  app.use("/webhooks/stripe", stripeWebhook({ config, ownerPool: pools.owner, logger }));
   app.use(express.json({ limit: config.bodyLimitBytes, strict: true }));
   app.use("/auth", authRoutes({ config, pools, roles, passwords: createPasswords() }));
   for (const [path, router] of options.routes ?? []) app.use(path, router);

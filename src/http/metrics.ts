@@ -1,5 +1,6 @@
 import type { Request, RequestHandler } from "express";
-import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import type pg from "pg";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Paths served by mounted handlers (PostGraphile) that have no Express route object. */
 const MOUNTED_PATHS = ["/graphql", "/graphiql", "/ruru-static"];
@@ -18,9 +19,51 @@ function routeLabel(req: Request): string {
   return MOUNTED_PATHS.find((p) => req.path === p || req.path.startsWith(`${p}/`)) ?? "unmatched";
 }
 
-export function createMetrics(): Metrics {
+/**
+ * Gauges read from the database when scraped, so they cover every worker process (in-process or
+ * `npm run worker`): jobs that used up their attempts, and Stripe events whose sync keeps failing.
+ * While the database is down they keep their last values (/readyz reports the outage).
+ */
+function databaseGauges(registry: Registry, ownerPool: pg.Pool): void {
+  new Gauge({
+    name: "worker_jobs_failed_permanently",
+    help: "Jobs that used up their attempts and will not run again, by task (inspect graphile_worker.jobs).",
+    labelNames: ["task"] as const,
+    registers: [registry],
+    async collect() {
+      const { rows } = await ownerPool
+        .query<{ task: string; n: number }>(
+          "select task_identifier as task, count(*)::int as n from graphile_worker.jobs where attempts >= max_attempts group by 1",
+        )
+        .catch(() => ({ rows: undefined }));
+      if (!rows) return;
+      this.reset();
+      for (const row of rows) this.set({ task: row.task }, row.n);
+    },
+  });
+  new Gauge({
+    name: "stripe_events_unprocessed",
+    help: "Stripe events not synced yet, by whether their last sync attempt failed (app_private.stripe_events).",
+    labelNames: ["state"] as const,
+    registers: [registry],
+    async collect() {
+      const { rows } = await ownerPool
+        .query<{ failing: number; pending: number }>(
+          `select count(*) filter (where last_error is not null)::int as failing, count(*) filter (where last_error is null)::int as pending
+           from app_private.stripe_events where processed_at is null`,
+        )
+        .catch(() => ({ rows: undefined }));
+      if (!rows?.[0]) return;
+      this.set({ state: "failing" }, rows[0].failing);
+      this.set({ state: "pending" }, rows[0].pending);
+    },
+  });
+}
+
+export function createMetrics(options: { ownerPool: pg.Pool }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  databaseGauges(registry, options.ownerPool);
   const duration = new Histogram({
     name: "http_request_duration_seconds",
     help: "HTTP request duration in seconds, by method, route template and status code.",

@@ -61,7 +61,7 @@ export async function asRole<T>(
   const client = await db.root.connect();
   try {
     await client.query("begin");
-    const settings = pgSettingsFor({ role, claims }, { roles: db.urls.roles, requireVerifiedEmail: options.requireVerifiedEmail ?? false });
+    const settings = pgSettingsFor({ role, claims }, { roles: db.urls.roles, requireVerifiedEmail: options.requireVerifiedEmail ?? false, pastDueGraceSeconds: 7 * 86400 });
     await client.query("select pg_catalog.set_config(key, value, true) from json_each_text($1::json)", [JSON.stringify(settings)]);
     const result = await fn(client);
     await client.query(options.commit ? "commit" : "rollback");

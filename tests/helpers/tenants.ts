@@ -1,6 +1,7 @@
 import { expect } from "vitest";
 import type { TestApp } from "./app.ts";
 import { graphql, signUp, type SignedUp } from "./auth.ts";
+import { grantUnlimitedPlan } from "./billing.ts";
 import type { TestDatabase } from "./database.ts";
 
 /** Runs a GraphQL operation and returns `data`, failing the test on any error. */
@@ -25,7 +26,7 @@ export async function gqlError(api: TestApp, token: string | undefined, query: s
 /**
  * Two organizations seen from every role: Acme (owner, admin, member) with a project, a task
  * created and assigned by the member and a comment; Globex (outsider) with its own project and task;
- * and a site administrator who belongs to neither.
+ * and a site administrator who belongs to neither. Both are on a plan without limits.
  */
 export interface Tenants {
   owner: SignedUp;
@@ -47,6 +48,8 @@ export async function arrangeTenants(api: TestApp, db: TestDatabase, label = "t"
   const create = `mutation ($slug: String!, $name: String!) { createOrganization(input: { slug: $slug, name: $name }) { organization { rowId } } }`;
   const acmeId = (await gqlOk(api, owner!.accessToken, create, { slug: `acme-${slug}`, name: "Acme" })).createOrganization.organization.rowId;
   const globexId = (await gqlOk(api, outsider!.accessToken, create, { slug: `globex-${slug}`, name: "Globex" })).createOrganization.organization.rowId;
+  // These suites are about roles and tenancy, not plan limits.
+  await Promise.all([grantUnlimitedPlan(db, acmeId), grantUnlimitedPlan(db, globexId)]);
   const { rows } = await db.root.query<{ id: string; role: string }>(
     `insert into app_public.organization_memberships (organization_id, user_id, role)
      values ($1, $2, 'admin'), ($1, $3, 'member') returning id, role`,

@@ -1,0 +1,74 @@
+// `npm run stripe:sync`: pulls every active recurring price (with its product) from Stripe into
+// app_public.plans, and marks plans whose price is no longer offered inactive. For a fresh
+// deployment, or after editing products in the Stripe dashboard without a webhook. Only products
+// with metadata plan = "true" become plans.
+import pg from "pg";
+import { ConfigError, loadConfig } from "../config.ts";
+import { openDatabase } from "../db/database.ts";
+import { createLogger } from "../logger.ts";
+import { createStripeClient } from "./stripe.ts";
+
+function price(amount: number, currency: string, interval: string | null, count: number): string {
+  // Amounts are in the currency's smallest unit; Intl knows how many decimals each currency has.
+  const format = new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() });
+  const money = format.format(amount / 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2));
+  return interval ? `${money} every ${count > 1 ? `${count} ${interval}s` : interval}` : money;
+}
+
+async function main(): Promise<number> {
+  const config = loadConfig();
+  const stripe = createStripeClient(config.stripe);
+  if (!stripe) {
+    console.error("STRIPE_SECRET_KEY is not set: there is no Stripe account to sync plans from.");
+    return 1;
+  }
+  const database = await openDatabase(config, createLogger({ level: "warn" }));
+  const client = new pg.Client({ connectionString: database.urls.owner });
+  try {
+    await client.connect();
+    // Taken before listing: a webhook sync that fetched later wins over this run.
+    const { rows: clock } = await client.query<{ now: Date }>("select clock_timestamp() as now");
+    const fetchedAt = clock[0]!.now;
+    const seen: string[] = [];
+    const lines: string[] = [];
+    const skipped = new Set<string>();
+    for await (const stripePrice of stripe.prices.list({ active: true, type: "recurring", expand: ["data.product"], limit: 100 })) {
+      const { rows } = await client.query<{ name: string | null; amount: string; currency: string; interval: string | null; interval_count: number; active: boolean }>(
+        "select (p).* from app_private.sync_stripe_price($1::jsonb, $2) p",
+        [JSON.stringify(stripePrice), fetchedAt],
+      );
+      seen.push(stripePrice.id);
+      const plan = rows[0];
+      if (plan?.name == null) {
+        const product = stripePrice.product;
+        skipped.add(typeof product === "string" ? product : "deleted" in product && product.deleted ? product.id : `${product.name} (${product.id})`);
+        continue;
+      }
+      const shown = `${plan.name.padEnd(24)} ${price(Number(plan.amount), plan.currency, plan.interval, plan.interval_count)}`;
+      lines.push(`  ${shown}${plan.active ? "" : " (not offered: product inactive or no longer marked as a plan)"}`);
+    }
+    const retired = await client.query<{ name: string }>(
+      `update app_public.plans set price_active = false, price_synced_at = $2
+       where stripe_price_id is not null and price_active and not (stripe_price_id = any($1))
+         and (price_synced_at is null or price_synced_at <= $2)
+       returning name`,
+      [seen, fetchedAt],
+    );
+    console.log(`Synced ${lines.length} plan${lines.length === 1 ? "" : "s"} from Stripe:`);
+    console.log(lines.length ? lines.join("\n") : '  (none: give a product recurring prices and the metadata plan = "true" in Stripe first)');
+    if (skipped.size) console.log(`Skipped prices of products not marked as plans (metadata plan = "true"): ${[...skipped].join(", ")}.`);
+    if (retired.rowCount) console.log(`No longer offered: ${retired.rows.map((r) => r.name).join(", ")}.`);
+    return 0;
+  } finally {
+    await client.end().catch(() => {});
+    await database.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error instanceof ConfigError || error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);
