@@ -1,8 +1,8 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { isMissing, syncStripeObject, syncSubscription, writeObject } from "../src/billing/sync.ts";
+import { isMissing, parsePayload, syncStripeObject, syncSubscription, writeObject } from "../src/billing/sync.ts";
 
-const Payload = z.object({ id: z.string().regex(/^in_\w+$/) });
+const Payload = z.object({ id: z.string().regex(/^in_\w{1,255}$/) });
 
 /**
  * stripe__sync_invoice { id }: re-fetches an invoice and records it as its subscription's latest
@@ -11,7 +11,9 @@ const Payload = z.object({ id: z.string().regex(/^in_\w+$/) });
  * when it is not held yet (its invoice can arrive first), else by a queued job.
  */
 const syncInvoice: Task = async (rawPayload, helpers) => {
-  const { id } = Payload.parse(rawPayload);
+  const payload = parsePayload(Payload, rawPayload, helpers);
+  if (!payload) return;
+  const { id } = payload;
   await syncStripeObject(helpers, id, async (stripe, fetchedAt) => {
     let invoice: Awaited<ReturnType<typeof stripe.invoices.retrieve>>;
     try {

@@ -1,8 +1,9 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { isMissing, syncStripeObject, writeObject } from "../src/billing/sync.ts";
+import { isMissing, parsePayload, syncStripeObject, writeObject } from "../src/billing/sync.ts";
 
-const Payload = z.object({ id: z.string().regex(/^price_\w+$/) });
+// Legacy plans made with the Plans API keep their own ids ("pro-monthly") as price ids.
+const Payload = z.object({ id: z.string().min(1).max(255) });
 
 /**
  * stripe__sync_price { id }: re-fetches a price with its product and writes its plan. Only
@@ -10,7 +11,9 @@ const Payload = z.object({ id: z.string().regex(/^price_\w+$/) });
  * Stripe no longer has stops being offered.
  */
 const syncPrice: Task = async (rawPayload, helpers) => {
-  const { id } = Payload.parse(rawPayload);
+  const payload = parsePayload(Payload, rawPayload, helpers);
+  if (!payload) return;
+  const { id } = payload;
   await syncStripeObject(helpers, id, async (stripe, fetchedAt) => {
     let price: unknown;
     try {

@@ -1,6 +1,6 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { isMissing, syncStripeObject, writeObject } from "../src/billing/sync.ts";
+import { isMissing, parsePayload, syncStripeObject, writeObject } from "../src/billing/sync.ts";
 
 // Products may have ids chosen by their creator, not only prod_….
 const Payload = z.object({ id: z.string().min(1).max(255) });
@@ -12,7 +12,9 @@ const Payload = z.object({ id: z.string().min(1).max(255) });
  * too, so marking it in the dashboard is enough to offer it.
  */
 const syncProduct: Task = async (rawPayload, helpers) => {
-  const { id } = Payload.parse(rawPayload);
+  const payload = parsePayload(Payload, rawPayload, helpers);
+  if (!payload) return;
+  const { id } = payload;
   await syncStripeObject(helpers, id, async (stripe, fetchedAt) => {
     let product: { id: string; active: boolean; deleted?: unknown; metadata?: Record<string, string> };
     try {

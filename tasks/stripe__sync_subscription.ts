@@ -1,8 +1,8 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { syncStripeObject, syncSubscription } from "../src/billing/sync.ts";
+import { parsePayload, syncStripeObject, syncSubscription } from "../src/billing/sync.ts";
 
-const Payload = z.object({ id: z.string().regex(/^sub_\w+$/) });
+const Payload = z.object({ id: z.string().regex(/^sub_\w{1,255}$/) });
 
 /**
  * stripe__sync_subscription { id }: re-fetches a subscription (with its price, product, card,
@@ -10,7 +10,9 @@ const Payload = z.object({ id: z.string().regex(/^sub_\w+$/) });
  * already did. Queued by the webhook, keyed by the subscription, so a burst of events collapses.
  */
 const syncSubscriptionTask: Task = async (rawPayload, helpers) => {
-  const { id } = Payload.parse(rawPayload);
+  const payload = parsePayload(Payload, rawPayload, helpers);
+  if (!payload) return;
+  const { id } = payload;
   await syncStripeObject(helpers, id, (stripe, fetchedAt) => syncSubscription(helpers, stripe, id, fetchedAt));
 };
 

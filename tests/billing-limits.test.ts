@@ -119,6 +119,23 @@ describe("the free plan's limits, from every role's view", () => {
     await expect(join()).rejects.toMatchObject({ code: "OSPLN" });
   });
 
+  it("members: an invitation accepted by someone already a member adds nobody, so a full plan does not refuse it", async () => {
+    const { member, organizationId } = await team();
+    for (let i = 0; i < 3; i++) {
+      await db.root.query("insert into app_public.organization_memberships (organization_id, user_id) values ($1, $2)", [organizationId, (await signUp(api)).id]);
+    }
+    // Invited before they joined another way.
+    const { rows: invitation } = await db.root.query("insert into app_public.organization_invitations (organization_id, email) values ($1, $2) returning id", [
+      organizationId,
+      member.email,
+    ]);
+    const { rows } = await db.root.query<{ token: string }>("select token from app_private.mint_invitation_token($1)", [invitation[0].id]);
+    const accepted = await gqlOk(api, member.accessToken, ACCEPT, { token: rows[0]!.token });
+    expect(accepted.acceptInvitation.membership).toEqual({ role: "member" });
+    const { rows: members } = await db.root.query("select count(*)::int as n from app_public.organization_memberships where organization_id = $1", [organizationId]);
+    expect(members).toEqual([{ n: 5 }]);
+  });
+
   it("tasks per project", async () => {
     const { owner, organizationId } = await team();
     await db.root.query("update app_public.plans set max_tasks_per_project = 2 where is_default");

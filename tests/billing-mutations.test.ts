@@ -109,6 +109,52 @@ describe("createCheckoutSession", () => {
     expect(requestsTo("/v1/checkout/sessions").at(-1)!.body.customer).toBe(replacement);
   });
 
+  it("waits for a just-completed checkout's subscription instead of starting a second one", async () => {
+    const { owner, organizationId } = await organization();
+    const first = await gqlOk(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId });
+    const session = stripe.checkoutSessions.get(String(first.createCheckoutSession.url).split("/").at(-1)!)!;
+    // The customer pays; Stripe's webhooks have not arrived yet.
+    const subscription = stripe.addSubscription({ customer: session.customer, price: proPrice, organizationId });
+    Object.assign(session, { status: "complete", subscription: subscription.id, url: null });
+    const sessionsBefore = requestsTo("/v1/checkout/sessions").length;
+    expect(await gqlError(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId })).toEqual({
+      code: "already_subscribed",
+      message: "The last checkout was completed a moment ago and its subscription is on its way; reload the billing page in a few seconds.",
+    });
+    expect(requestsTo("/v1/checkout/sessions").length).toBe(sessionsBefore);
+
+    // Once it has arrived, the organization is subscribed; once that ends, it may check out again.
+    await deliver(api, stripeEvent("customer.subscription.created", subscription));
+    await runJobs(db);
+    expect((await gqlError(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId })).code).toBe("already_subscribed");
+    Object.assign(subscription, { status: "canceled", ended_at: Math.floor(Date.now() / 1000) });
+    await deliver(api, stripeEvent("customer.subscription.deleted", subscription));
+    await runJobs(db);
+    const again = await gqlOk(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId });
+    expect(again.createCheckoutSession.url).toMatch(/^https:\/\/checkout\.stripe\.com\/c\/pay\/cs_test_/);
+  });
+
+  it("does not start a second checkout when the first cannot be expired", async () => {
+    const { owner, organizationId } = await organization();
+    await gqlOk(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId });
+    const sessionsBefore = requestsTo("/v1/checkout/sessions").length;
+    stripe.failNext(500, { type: "api_error", message: "Internal server error at Stripe" }, 3);
+    expect((await gqlError(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId })).code).toBe("billing_unavailable");
+    expect(requestsTo("/v1/checkout/sessions").length).toBe(sessionsBefore);
+  });
+
+  it("a plan whose price Stripe lost is explained without Stripe's ids", async () => {
+    const { owner, organizationId } = await organization();
+    const { price } = stripe.addPlan({ name: "Vanishing", amount: 500 });
+    await deliver(api, stripeEvent("price.created", price));
+    await runJobs(db);
+    const { rows } = await db.root.query("select id from app_public.plans where stripe_price_id = $1", [price.id]);
+    stripe.prices.delete(price.id); // deleted in the dashboard, and the webhook is not here yet
+    const refused = await gqlError(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: rows[0].id });
+    expect(refused).toEqual({ code: "stripe_error", message: "This plan is no longer sold; reload the plans and choose another." });
+    expect(JSON.stringify(refused)).not.toContain(price.id);
+  });
+
   it("members, outsiders and anonymous callers are refused as usual", async () => {
     const { member, outsider, organizationId } = await organization();
     const before = stripe.requests.length;
@@ -170,6 +216,18 @@ describe("createBillingPortalSession", () => {
     expect(requestsTo("/v1/billing_portal/sessions").at(-1)!.body.return_url).toBe(`https://app.example.com/billing?organization=${organizationId}`);
     expect((await gqlError(api, member.accessToken, PORTAL, { org: organizationId })).code).toBe("forbidden");
   });
+
+  it("says so when Stripe lost the organization's customer", async () => {
+    const { owner, organizationId } = await organization();
+    await gqlOk(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId });
+    const { rows } = await db.root.query("select stripe_customer_id from app_private.stripe_customers where organization_id = $1", [organizationId]);
+    stripe.customers.delete(rows[0].stripe_customer_id);
+    const refused = await gqlError(api, owner.accessToken, PORTAL, { org: organizationId });
+    expect(refused).toEqual({
+      code: "no_billing_account",
+      message: "This organization's billing account no longer exists in Stripe; choose a plan again (createCheckoutSession) to make a new one.",
+    });
+  });
 });
 
 describe("deleteOrganization", () => {
@@ -191,6 +249,19 @@ describe("deleteOrganization", () => {
     await deliver(api, stripeEvent("customer.subscription.updated", subscription));
     await runJobs(db);
     await gqlOk(api, owner.accessToken, DELETE, { id: organizationId });
+    expect((await db.root.query("select 1 from app_public.organizations where id = $1", [organizationId])).rowCount).toBe(0);
+  });
+
+  it("is allowed when the subscription is set to end on a date within its period (cancel_at)", async () => {
+    const { owner, organizationId } = await organization();
+    await gqlOk(api, owner.accessToken, CHECKOUT, { org: organizationId, plan: proPlanId });
+    const { rows } = await db.root.query("select stripe_customer_id from app_private.stripe_customers where organization_id = $1", [organizationId]);
+    const periodEnd = Math.floor(Date.now() / 1000) + 10 * 86400;
+    const subscription = stripe.addSubscription({ customer: rows[0].stripe_customer_id, price: proPrice, organizationId, periodEnd });
+    subscription.cancel_at = periodEnd - 86400;
+    await deliver(api, stripeEvent("customer.subscription.created", subscription));
+    await runJobs(db);
+    await gqlOk(api, owner.accessToken, `mutation ($id: UUID!) { deleteOrganization(input: { organizationId: $id }) { __typename } }`, { id: organizationId });
     expect((await db.root.query("select 1 from app_public.organizations where id = $1", [organizationId])).rowCount).toBe(0);
   });
 });

@@ -43,6 +43,13 @@ async function customerOrganization() {
   return { owner, organizationId, customer };
 }
 
+/** A price or subscription as the sync jobs fetch it: prices with their product. */
+const withProduct = (price: Record<string, any>) => ({ ...price, product: stripe.products.get(price.product) });
+const expanded = (subscription: Record<string, any>) => ({
+  ...subscription,
+  items: { ...subscription.items, data: subscription.items.data.map((item: Record<string, any>) => ({ ...item, price: withProduct(item.price) })) },
+});
+
 const subscriptionRow = async (stripeId: string) =>
   (await db.root.query("select status, cancel_at_period_end, plan_id, last_synced_at from app_public.subscriptions where stripe_subscription_id = $1", [stripeId])).rows[0];
 
@@ -238,9 +245,10 @@ describe("syncing plans", () => {
     expect(await plan()).toMatchObject({ active: false });
   });
 
-  it("npm run stripe:sync pulls active prices into plans and retires the rest", async () => {
+  it("npm run stripe:sync pulls active prices into plans, retires the rest and names what it could not sync", async () => {
     const { price } = stripe.addPlan({ name: "Synced", amount: 4200, metadata: { max_members: "25" } });
     stripe.addPlan({ name: "Merch", amount: 900, metadata: { plan: "false" } });
+    const { price: typo } = stripe.addPlan({ name: "Typo", amount: 100, metadata: { max_projects: "lots" } });
     await db.root.query(
       "insert into app_public.plans (stripe_product_id, stripe_price_id, name, amount, price_synced_at) values ('prod_gone', 'price_gone', 'Gone', 100, now() - interval '1 minute')",
     );
@@ -256,10 +264,10 @@ describe("syncing plans", () => {
       child.stderr.on("data", (chunk) => (stderr += chunk));
       child.on("close", (status) => resolve({ status, stdout, stderr }));
     });
-    expect(result.stderr).toBe("");
-    expect(result.status).toBe(0);
+    expect(result.stderr).toContain(`Not synced (fix these in Stripe, then run this again):\n  ${typo.id}: Stripe product ${typo.product}: metadata max_projects must be a whole number or "unlimited", not "lots".`);
+    expect(result.status).toBe(1);
     expect(result.stdout).toMatch(/^Synced \d+ plans from Stripe:/);
-    expect(result.stdout).toMatch(/Synced\s+\$42\.00 every month/);
+    expect(result.stdout).toMatch(/Synced\s+42\.00 USD every month/);
     expect(result.stdout).toMatch(/Skipped prices of products not marked as plans \(metadata plan = "true"\): .*Merch \(prod_\w+\)/);
     const { rows: merch } = await db.root.query("select 1 from app_public.plans where name = 'Merch'");
     expect(merch).toEqual([]);
@@ -305,6 +313,52 @@ describe("syncing plans", () => {
     });
     const { rows } = await db.root.query("select max_projects from app_public.plans where stripe_price_id = $1", [price.id]);
     expect(rows).toEqual([{ max_projects: 10 }]);
+  });
+
+  it("a product's bad metadata does not stop its subscriptions from syncing", async () => {
+    const { organizationId, customer } = await customerOrganization();
+    const { product, price } = stripe.addPlan({ name: "Typo later", amount: 1200, metadata: { max_projects: "10" } });
+    const subscription = stripe.addSubscription({ customer, price, organizationId });
+    await deliver(api, stripeEvent("customer.subscription.created", subscription));
+    await runJobs(db);
+    product.metadata = { plan: "true", max_projects: "ten" };
+    subscription.cancel_at_period_end = true;
+    await deliver(api, stripeEvent("customer.subscription.updated", subscription));
+    await runJobs(db);
+    expect(await subscriptionRow(subscription.id)).toMatchObject({ status: "active", cancel_at_period_end: true });
+    const { rows } = await db.root.query("select max_projects from app_public.plans where stripe_price_id = $1", [price.id]);
+    expect(rows).toEqual([{ max_projects: 10 }]);
+  });
+
+  it("an add-on item listed before the plan's item does not hide the plan", async () => {
+    const { organizationId, customer } = await customerOrganization();
+    const { price: addOn } = stripe.addPlan({ name: "Extra seats", amount: 300, metadata: { plan: "false" } });
+    const { price } = stripe.addPlan({ name: "Base", amount: 3000 });
+    const subscription = stripe.addSubscription({ customer, price, organizationId });
+    subscription.items.data.unshift({ ...subscription.items.data[0], id: `si_addon${subscription.id.slice(4)}`, price: addOn });
+    await deliver(api, stripeEvent("customer.subscription.created", subscription));
+    await runJobs(db);
+    const { rows } = await db.root.query(
+      "select p.name from app_public.subscriptions s join app_public.plans p on p.id = s.plan_id where s.stripe_subscription_id = $1",
+      [subscription.id],
+    );
+    expect(rows).toEqual([{ name: "Base" }]);
+  });
+
+  it("price and product fields each keep the newest fetch of their own object", async () => {
+    const { product, price } = stripe.addPlan({ name: "Clocked", amount: 1000, metadata: { max_projects: "5" } });
+    const at = (secondsAgo: number) => new Date(Date.now() - secondsAgo * 1000);
+    const write = (fn: string, object: unknown, fetchedAt: Date) => db.root.query(`select app_private.${fn}($1::jsonb, $2)`, [JSON.stringify(object), fetchedAt]);
+    const plan = async () => (await db.root.query("select name, max_projects, amount, price_active from app_public.plans where stripe_price_id = $1", [price.id])).rows[0];
+    await write("sync_stripe_price", withProduct(price), at(60));
+    // The price is deleted (fetched at -10 s); a product fetch from -30 s still brings the product's news.
+    await write("sync_stripe_price", { id: price.id, object: "price", deleted: true }, at(10));
+    await write("sync_stripe_product", { ...product, name: "Clocked v2", metadata: { plan: "true", max_projects: "7" } }, at(30));
+    expect(await plan()).toEqual({ name: "Clocked v2", max_projects: 7, amount: "1000", price_active: false });
+    // Older copies of either change nothing.
+    await write("sync_stripe_product", { ...product, name: "Clocked v0", metadata: { plan: "true", max_projects: "1" } }, at(40));
+    await write("sync_stripe_price", withProduct({ ...price, unit_amount: 900 }), at(50));
+    expect(await plan()).toEqual({ name: "Clocked v2", max_projects: 7, amount: "1000", price_active: false });
   });
 
   it("a price Stripe no longer has stops being offered", async () => {
@@ -369,27 +423,48 @@ describe("whose subscription, and when Stripe and we disagree", () => {
     expect((await ledger()).filter((row) => row.object_id === subscription.id).every((row) => row.processed_at && !row.last_error)).toBe(true);
   });
 
-  it("a second live subscription for one organization is reported, and settles once one is canceled", async () => {
+  it("a second live subscription for one organization is reported, held back, and takes over when the first ends", async () => {
     const log = captureLogger("info");
     const { organizationId, customer } = await customerOrganization();
     const { price } = stripe.addPlan({ name: "Twice", amount: 1000 });
     const first = stripe.addSubscription({ customer, price, organizationId });
-    const second = stripe.addSubscription({ customer, price, organizationId });
     await deliver(api, stripeEvent("customer.subscription.created", first));
+    await runJobs(db);
+    const second = stripe.addSubscription({ customer, price, organizationId });
     await deliver(api, stripeEvent("customer.subscription.created", second));
     await runJobs(db, log.logger);
     expect(await subscriptionRow(first.id)).toMatchObject({ status: "active" });
     expect(await subscriptionRow(second.id)).toBeUndefined();
     expect(await jobsFor(`stripe:${second.id}`)).toEqual([]);
     expect((await ledger()).find((row) => row.object_id === second.id)).toMatchObject({ processed_at: null, last_error: expect.stringContaining("second live subscription") });
-    expect(log.lines().some((line) => line.level === 50 && String(line.msg).includes("Cancel one of them in the Stripe dashboard"))).toBe(true);
+    const reported = log.lines().find((line) => line.level === 50 && String(line.msg).includes("Cancel one of them in the Stripe dashboard"));
+    expect(String(reported?.msg)).toContain(`${second.id} is a second live subscription for an organization that already has ${first.id}`);
 
-    second.status = "canceled";
-    second.ended_at = Math.floor(Date.now() / 1000);
-    await deliver(api, stripeEvent("customer.subscription.deleted", second));
+    // The first one is canceled: the held one is synced again and becomes the current one; the
+    // organization never went without a plan, so nobody is told it was canceled.
+    first.status = "canceled";
+    first.ended_at = Math.floor(Date.now() / 1000);
+    await deliver(api, stripeEvent("customer.subscription.deleted", first));
     await runJobs(db);
-    expect(await subscriptionRow(second.id)).toMatchObject({ status: "canceled" });
+    expect(await subscriptionRow(first.id)).toMatchObject({ status: "canceled" });
+    expect(await subscriptionRow(second.id)).toMatchObject({ status: "active" });
     expect((await ledger()).filter((row) => row.object_id === second.id).every((row) => row.processed_at)).toBe(true);
+    const notices = await db.root.query("select kind from app_private.billing_notices where organization_id = $1", [organizationId]);
+    expect(notices.rows).toEqual([]);
+    const held = await db.root.query("select 1 from app_private.stripe_held_subscriptions where organization_id = $1", [organizationId]);
+    expect(held.rowCount).toBe(0);
+  });
+
+  it("two live subscriptions synced at the same moment leave exactly one current", async () => {
+    const { organizationId, customer } = await customerOrganization();
+    const { price } = stripe.addPlan({ name: "Race", amount: 1000 });
+    const subscriptions = [stripe.addSubscription({ customer, price, organizationId }), stripe.addSubscription({ customer, price, organizationId })];
+    const outcomes = await Promise.all(
+      subscriptions.map(expanded).map((object) => db.root.query("select app_private.sync_stripe_subscription($1::jsonb, clock_timestamp()) as outcome", [JSON.stringify(object)])),
+    );
+    expect(outcomes.map((r) => r.rows[0].outcome).sort()).toEqual(["created", expect.stringMatching(/^duplicate of sub_/)]);
+    const { rows } = await db.root.query("select count(*)::int as n from app_public.subscriptions where organization_id = $1", [organizationId]);
+    expect(rows).toEqual([{ n: 1 }]);
   });
 
   it("a subscription Stripe no longer has is marked canceled", async () => {

@@ -235,7 +235,7 @@ describe("writes", () => {
       expect(await attempt(viewer, "select stripe_subscription_id from app_public.subscriptions")).toBe("42501");
       expect(await attempt(viewer, "update app_public.subscription_payment_details set card_last4 = '0000'")).toBe("42501");
       expect(await attempt(viewer, "delete from app_public.subscription_payment_details")).toBe("42501");
-      for (const table of ["stripe_customers", "stripe_events", "billing_notices"]) {
+      for (const table of ["stripe_customers", "stripe_events", "billing_notices", "stripe_held_subscriptions"]) {
         expect(await attempt(viewer, `select * from app_private.${table}`), table).toBe("42501");
       }
     }
@@ -257,6 +257,19 @@ describe("writes", () => {
       owner: withCard,
       siteAdmin: withCard,
     });
+
+    // Called directly with a made-up organization row, the function still asks who is calling.
+    const direct: Record<string, unknown> = {};
+    for (const viewer of VIEWERS) {
+      direct[viewer] = await as(viewer, async (c) => {
+        const { rows } = await c.query(
+          "select (app_public.organizations_current_subscription(jsonb_populate_record(null::app_public.organizations, jsonb_build_object('id', $1::uuid)))).status",
+          [t.acme.id],
+        );
+        return rows[0].status;
+      });
+    }
+    expect(direct).toEqual({ anonymous: null, outsider: null, member: "active", admin: "active", owner: "active", siteAdmin: "active" });
   });
 
   it("invitation tokens stay private", async () => {

@@ -1,5 +1,5 @@
 --! Previous: sha1:aee11db7828e0ff0217067e044b84a03562b8ba4
---! Hash: sha1:69349c309e1ae2b4f45c86a5f009357866550491
+--! Hash: sha1:b9648638b518dce9a9c3909300900ceb33c9bad2
 --! Message: Billing
 
 --------------------------------------------------------------------------------
@@ -22,6 +22,7 @@
 drop function if exists app_private.cleanup_expired();
 drop function if exists app_hidden.prepare_billing_portal(uuid);
 drop function if exists app_hidden.save_checkout_session(uuid, text);
+drop function if exists app_hidden.checkout_subscription_arrived(uuid, text);
 drop function if exists app_hidden.save_stripe_customer(uuid, text, boolean);
 drop function if exists app_hidden.prepare_checkout(uuid, uuid);
 drop function if exists app_public.projects_tasks_remaining(app_public.projects);
@@ -47,6 +48,7 @@ drop function if exists app_private.stripe_plan_limit(jsonb, text, text);
 drop function if exists app_private.record_stripe_event(jsonb);
 drop function if exists app_private.stripe_time(jsonb);
 drop table if exists app_private.billing_notices;
+drop table if exists app_private.stripe_held_subscriptions;
 drop table if exists app_private.stripe_events;
 drop table if exists app_private.stripe_customers;
 drop table if exists app_public.subscription_payment_details;
@@ -272,6 +274,17 @@ create table app_private.billing_notices (
 comment on table app_private.billing_notices is
   'Billing emails already queued (payment failed per invoice attempt, trial ending per trial, subscription canceled), so none goes out twice.';
 alter table app_private.billing_notices enable row level security;
+
+create table app_private.stripe_held_subscriptions (
+  stripe_subscription_id text primary key,
+  organization_id uuid not null references app_public.organizations on delete cascade,
+  current_stripe_subscription_id text not null,
+  held_since timestamptz not null default now()
+);
+create index stripe_held_subscriptions_organization_id_idx on app_private.stripe_held_subscriptions (organization_id);
+comment on table app_private.stripe_held_subscriptions is
+  'Live Stripe subscriptions not written because their organization already had a current one (Stripe bills both until a person cancels one). When the current one ends, these are synced again.';
+alter table app_private.stripe_held_subscriptions enable row level security;
 
 --------------------------------------------------------------------------------
 -- The effective plan and its limits
@@ -621,6 +634,9 @@ begin
   if v_value !~ '^[0-9]{1,9}$' then
     raise exception 'Stripe product %: metadata % must be a whole number or "unlimited", not "%".', product_id, key, v_value;
   end if;
+  if key = 'max_members' and v_value::int < 1 then
+    raise exception 'Stripe product %: metadata max_members must be at least 1 (the owner counts), not "%".', product_id, v_value;
+  end if;
   return v_value::int;
 end;
 $$;
@@ -639,8 +655,10 @@ declare
     and coalesce(v_metadata ->> 'plan' = 'true', false);
   v_count int;
 begin
+  -- Price and product syncs of one product write the same rows: one at a time.
+  perform pg_advisory_xact_lock(hashtextextended('stripe product ' || (product ->> 'id'), 0));
   update app_public.plans p set
-    name = coalesce(nullif(btrim(product ->> 'name'), ''), p.name),
+    name = coalesce(left(nullif(btrim(product ->> 'name'), ''), 100), p.name),
     description = case when product ? 'description' then product ->> 'description' else p.description end,
     product_active = v_offered,
     sort_order = case when v_metadata ->> 'sort_order' ~ '^-?[0-9]{1,9}$' then (v_metadata ->> 'sort_order')::int else p.sort_order end,
@@ -665,7 +683,10 @@ as $$
 declare
   v_product jsonb := case when jsonb_typeof(price -> 'product') = 'object' then price -> 'product' end;
   v_metadata jsonb := coalesce(v_product -> 'metadata', '{}');
-  v_recurring boolean := coalesce(price ->> 'type' = 'recurring' and jsonb_typeof(price -> 'recurring') = 'object', false);
+  -- A plan is a flat recurring price: one unit per period, not metered or tiered.
+  v_plan_price boolean := coalesce(price ->> 'type' = 'recurring' and jsonb_typeof(price -> 'recurring') = 'object'
+    and coalesce(price ->> 'billing_scheme', 'per_unit') = 'per_unit'
+    and coalesce(price -> 'recurring' ->> 'usage_type', 'licensed') = 'licensed', false);
   v_plan app_public.plans;
 begin
   if coalesce((price ->> 'deleted')::boolean, false) then
@@ -678,37 +699,38 @@ begin
   if v_product is null then
     raise exception 'sync_stripe_price needs the price with its product expanded';
   end if;
-  -- A price becomes a plan when it is recurring and its product is marked as one; a plan
-  -- that stops qualifying stays (subscriptions refer to it) but is no longer offered.
-  if not (v_recurring and coalesce(v_metadata ->> 'plan' = 'true', false))
-    and not exists (select 1 from app_public.plans p where p.stripe_price_id = price ->> 'id') then
-    return null;
+  perform pg_advisory_xact_lock(hashtextextended('stripe product ' || (v_product ->> 'id'), 0));
+
+  -- The price's own fields; a plan that stops qualifying stays (subscriptions refer to it) but
+  -- is no longer offered.
+  update app_public.plans p set
+    amount = coalesce((price ->> 'unit_amount')::bigint, 0), currency = lower(price ->> 'currency'),
+    interval = coalesce((price -> 'recurring' ->> 'interval')::app_public.billing_interval, p.interval),
+    interval_count = coalesce((price -> 'recurring' ->> 'interval_count')::int, p.interval_count),
+    price_active = coalesce((price ->> 'active')::boolean, false) and v_plan_price,
+    price_synced_at = fetched_at
+  where p.stripe_price_id = price ->> 'id' and (p.price_synced_at is null or p.price_synced_at <= fetched_at);
+
+  if not exists (select 1 from app_public.plans p where p.stripe_price_id = price ->> 'id') then
+    -- A price becomes a plan when it is a plan price and its product is marked as one.
+    if not (v_plan_price and coalesce(v_metadata ->> 'plan' = 'true', false)) then
+      return null;
+    end if;
+    insert into app_public.plans (stripe_product_id, stripe_price_id, name, amount, currency, interval, interval_count,
+        price_active, product_active, price_synced_at)
+      values (v_product ->> 'id', price ->> 'id', price ->> 'id', coalesce((price ->> 'unit_amount')::bigint, 0), lower(price ->> 'currency'),
+        (price -> 'recurring' ->> 'interval')::app_public.billing_interval, coalesce((price -> 'recurring' ->> 'interval_count')::int, 1),
+        coalesce((price ->> 'active')::boolean, false), false, fetched_at)
+      on conflict (stripe_price_id) do nothing;
   end if;
-  insert into app_public.plans as p (stripe_product_id, stripe_price_id, name, description, amount, currency, interval,
-      interval_count, price_active, product_active, sort_order, max_projects, max_members, max_tasks_per_project,
-      price_synced_at, product_synced_at)
-    values (
-      v_product ->> 'id', price ->> 'id', coalesce(nullif(btrim(v_product ->> 'name'), ''), price ->> 'id'), v_product ->> 'description',
-      coalesce((price ->> 'unit_amount')::bigint, 0), lower(price ->> 'currency'),
-      (price -> 'recurring' ->> 'interval')::app_public.billing_interval, coalesce((price -> 'recurring' ->> 'interval_count')::int, 1),
-      coalesce((price ->> 'active')::boolean, false) and v_recurring,
-      false,  -- set from the product just below
-      least(coalesce((price ->> 'unit_amount')::bigint, 0), 2147483647)::int,
-      app_private.stripe_plan_limit(v_metadata, 'max_projects', v_product ->> 'id'),
-      app_private.stripe_plan_limit(v_metadata, 'max_members', v_product ->> 'id'),
-      app_private.stripe_plan_limit(v_metadata, 'max_tasks_per_project', v_product ->> 'id'),
-      fetched_at, null)
-  on conflict (stripe_price_id) do update set
-    amount = excluded.amount, currency = excluded.currency, interval = excluded.interval,
-    interval_count = excluded.interval_count, price_active = excluded.price_active, price_synced_at = excluded.price_synced_at
-    where p.price_synced_at is null or p.price_synced_at <= excluded.price_synced_at;
+  -- Name, description, limits and availability are the product's.
   perform app_private.sync_stripe_product(v_product, fetched_at);
   select * into v_plan from app_public.plans p where p.stripe_price_id = price ->> 'id';
   return v_plan;
 end;
 $$;
 comment on function app_private.sync_stripe_price(jsonb, timestamptz) is
-  'Upserts the plan of a Stripe price (with its product expanded), unless a newer sync already wrote it. Only recurring prices of products with metadata plan = "true" become plans; limits come from the product''s metadata max_projects, max_members and max_tasks_per_project (a number or "unlimited"; missing: the free plan''s), the order from sort_order. Returns the plan, or null for a price that is not one.';
+  'Upserts the plan of a Stripe price (with its product expanded), unless a newer sync already wrote it. Only flat recurring prices (per unit, licensed) of products with metadata plan = "true" become plans; limits come from the product''s metadata max_projects, max_members and max_tasks_per_project (a number or "unlimited"; missing: the free plan''s), the order from sort_order. Returns the plan, or null for a price that is not one.';
 
 create function app_private.format_money(amount numeric, currency text) returns text
 language sql immutable
@@ -787,14 +809,13 @@ begin
     perform app_private.notify_owners(v_subscription.organization_id, 'payment_failed',
       (invoice ->> 'id') || ':' || (invoice ->> 'attempt_count'),
       jsonb_build_object('amount', app_private.format_money(coalesce((invoice ->> 'amount_due')::numeric, 0), coalesce(invoice ->> 'currency', 'usd')),
-        'nextAttempt', coalesce(to_char(app_private.stripe_time(invoice -> 'next_payment_attempt'), 'YYYY-MM-DD'), ''),
-        'invoiceLink', coalesce(invoice ->> 'hosted_invoice_url', '')));
+        'nextAttempt', coalesce(to_char(app_private.stripe_time(invoice -> 'next_payment_attempt'), 'YYYY-MM-DD'), '')));
   end if;
   return 'updated';
 end;
 $$;
 comment on function app_private.sync_stripe_invoice(jsonb, timestamptz) is
-  'Writes the latest invoice of a subscription (never an older invoice over a newer) and emails owners once per failed collection attempt, with Stripe''s page to pay it. Returns updated, or unattributed when the subscription is not held yet.';
+  'Writes the latest invoice of a subscription (never an older invoice over a newer) and emails owners once per failed collection attempt (pointing to the billing page, which shows latestInvoiceUrl). Returns updated, or unattributed when the subscription is not held yet.';
 
 create function app_private.sync_stripe_subscription(subscription jsonb, fetched_at timestamptz) returns text
 language plpgsql volatile
@@ -813,7 +834,14 @@ declare
   v_before app_public.subscriptions;
   v_after app_public.subscriptions;
   v_constraint text;
+  v_current text;
+  v_held record;
 begin
+  select * into v_before from app_public.subscriptions s where s.stripe_subscription_id = subscription ->> 'id';
+  -- One organization's subscriptions are written one at a time, so "one current subscription"
+  -- is decided on what is really there.
+  perform app_private.lock_organization(coalesce(v_before.organization_id, (select c.organization_id
+    from app_private.stripe_customers c where c.stripe_customer_id = coalesce(subscription -> 'customer' ->> 'id', subscription ->> 'customer'))));
   select * into v_before from app_public.subscriptions s where s.stripe_subscription_id = subscription ->> 'id' for update;
 
   if coalesce((subscription ->> 'deleted')::boolean, false) then
@@ -841,6 +869,7 @@ begin
       -- Named an organization that has since been deleted: nothing left to bill for here.
       return case when v_claimed is not null then 'organization deleted' else 'unattributed' end;
     end if;
+    perform app_private.lock_organization(v_organization_id);
     if v_customer_id is not null then
       insert into app_private.stripe_customers (organization_id, stripe_customer_id) values (v_organization_id, v_customer_id)
         on conflict do nothing;
@@ -849,9 +878,17 @@ begin
     -- The item whose price is a plan decides the plan and the period (a subscription may carry
     -- add-ons too).
     for v_candidate in select value from jsonb_array_elements(coalesce(subscription -> 'items' -> 'data', '[]')) loop
+      v_plan := null;
       if jsonb_typeof(v_candidate -> 'price' -> 'product') = 'object' then
-        v_plan := app_private.sync_stripe_price(v_candidate -> 'price', fetched_at);
-      else
+        begin
+          v_plan := app_private.sync_stripe_price(v_candidate -> 'price', fetched_at);
+        exception when raise_exception then
+          -- A product whose metadata cannot be read (its own price job reports it) must not stop
+          -- the subscription from syncing: keep the plan as it is held.
+          null;
+        end;
+      end if;
+      if v_plan.id is null then
         select * into v_plan from app_public.plans p where p.stripe_price_id = coalesce(v_candidate -> 'price' ->> 'id', v_candidate ->> 'price');
       end if;
       if v_plan.id is not null then
@@ -891,12 +928,20 @@ begin
         raise;
       end if;
       -- Two live subscriptions for one organization (two checkouts completed, or one made in
-      -- the dashboard): Stripe bills both. A person has to cancel one; the job reports it.
-      return 'duplicate';
+      -- the dashboard): Stripe bills both. A person has to cancel one; the job reports it, and
+      -- this one is synced again when the current one ends.
+      select s.stripe_subscription_id into v_current from app_public.subscriptions s
+        where s.organization_id = v_organization_id and s.status in ('incomplete', 'trialing', 'active', 'past_due', 'unpaid', 'paused');
+      insert into app_private.stripe_held_subscriptions as h (stripe_subscription_id, organization_id, current_stripe_subscription_id)
+        values (subscription ->> 'id', v_organization_id, v_current)
+        on conflict (stripe_subscription_id) do update set organization_id = excluded.organization_id,
+          current_stripe_subscription_id = excluded.current_stripe_subscription_id;
+      return 'duplicate of ' || v_current;
     end;
     if v_after.id is null then
       return 'stale';
     end if;
+    delete from app_private.stripe_held_subscriptions h where h.stripe_subscription_id = v_after.stripe_subscription_id;
     if jsonb_typeof(subscription -> 'default_payment_method' -> 'card') = 'object' then
       insert into app_public.subscription_payment_details as d (subscription_id, organization_id, card_brand, card_last4,
           card_exp_month, card_exp_year, last_synced_at)
@@ -912,9 +957,23 @@ begin
     end if;
   end if;
 
-  if v_after.status = 'canceled' and v_before.status is distinct from 'canceled' then
+  -- Owners hear that their subscription ended, unless another one is current or about to be
+  -- (a live one held back as a duplicate).
+  if v_after.status = 'canceled' and v_before.id is not null and v_before.status is distinct from 'canceled'
+    and not exists (select 1 from app_public.subscriptions s where s.organization_id = v_organization_id
+      and s.status in ('incomplete', 'trialing', 'active', 'past_due', 'unpaid', 'paused'))
+    and not exists (select 1 from app_private.stripe_held_subscriptions h where h.organization_id = v_organization_id) then
     perform app_private.notify_owners(v_organization_id, 'subscription_canceled', v_after.stripe_subscription_id,
       jsonb_build_object('planName', coalesce(v_plan.name, 'paid'), 'endedAt', to_char(coalesce(v_after.ended_at, now()), 'YYYY-MM-DD')));
+  end if;
+  if v_before.status in ('incomplete', 'trialing', 'active', 'past_due', 'unpaid', 'paused')
+    and v_after.status not in ('incomplete', 'trialing', 'active', 'past_due', 'unpaid', 'paused') then
+    -- The organization's current subscription ended: one held back as a duplicate may take its place.
+    for v_held in delete from app_private.stripe_held_subscriptions h where h.organization_id = v_organization_id
+        returning h.stripe_subscription_id loop
+      perform graphile_worker.add_job('stripe__sync_subscription', json_build_object('id', v_held.stripe_subscription_id),
+        job_key := 'stripe:' || v_held.stripe_subscription_id, job_key_mode := 'replace', max_attempts := 12);
+    end loop;
   end if;
   if v_after.status = 'trialing' and v_after.trial_end > now() and v_after.trial_end <= now() + interval '3 days' then
     perform app_private.notify_owners(v_organization_id, 'trial_ending', v_after.stripe_subscription_id || ':' || extract(epoch from v_after.trial_end)::bigint,
@@ -925,7 +984,7 @@ begin
 end;
 $$;
 comment on function app_private.sync_stripe_subscription(jsonb, timestamptz) is
-  E'Upserts a Stripe subscription (items.data.price.product, default_payment_method, latest_invoice and customer expanded) for the organization in its metadata, owning its customer, or in the customer''s metadata, unless a newer sync already wrote it; keeps the card and the latest invoice; emails owners when it is canceled or its trial ends within 3 days. {"deleted": true} marks one Stripe no longer has as canceled.\nReturns created, updated, stale, gone, duplicate (the organization already has another current subscription: nothing written), unattributed or organization deleted.';
+  E'Upserts a Stripe subscription (items.data.price.product, default_payment_method, latest_invoice and customer expanded) for the organization in its metadata, owning its customer, or in the customer''s metadata, unless a newer sync already wrote it; keeps the card and the latest invoice; emails owners when it is canceled or its trial ends within 3 days. {"deleted": true} marks one Stripe no longer has as canceled.\nReturns created, updated, stale, gone, "duplicate of sub_…" (the organization already has that current subscription: nothing written, and it is synced again when that one ends), unattributed or organization deleted.';
 
 --------------------------------------------------------------------------------
 -- What the billing mutations ask the database (they run as the caller)
@@ -982,18 +1041,36 @@ $$;
 comment on function app_hidden.save_stripe_customer(uuid, text, boolean) is
   'For createCheckoutSession: remembers the organization''s new Stripe customer (the first one wins, unless `replace`: Stripe lost the old one) and returns the one to use.';
 
-create function app_hidden.save_checkout_session(organization_id uuid, checkout_session_id text) returns void
+create function app_hidden.save_checkout_session(organization_id uuid, checkout_session_id text) returns text
 language plpgsql volatile security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
+declare
+  v_replaced text;
 begin
   perform app_private.require_role(save_checkout_session.organization_id, '{owner,admin}', 'manage billing');
+  select c.checkout_session_id into v_replaced from app_private.stripe_customers c
+    where c.organization_id = save_checkout_session.organization_id for update;
   update app_private.stripe_customers c set checkout_session_id = save_checkout_session.checkout_session_id
     where c.organization_id = save_checkout_session.organization_id;
+  return v_replaced;
 end;
 $$;
 comment on function app_hidden.save_checkout_session(uuid, text) is
-  'For createCheckoutSession: remembers the newest checkout session, so the next one expires it (one open checkout per organization).';
+  'For createCheckoutSession: remembers the newest checkout session, so the next one expires it (one open checkout per organization). Returns the session it replaces, which the caller expires if it is not the one it already did (two clicks at once).';
+
+create function app_hidden.checkout_subscription_arrived(organization_id uuid, stripe_subscription_id text) returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+begin
+  perform app_private.require_role(checkout_subscription_arrived.organization_id, '{owner,admin}', 'manage billing');
+  return exists (select 1 from app_public.subscriptions s where s.organization_id = checkout_subscription_arrived.organization_id
+    and s.stripe_subscription_id = checkout_subscription_arrived.stripe_subscription_id);
+end;
+$$;
+comment on function app_hidden.checkout_subscription_arrived(uuid, text) is
+  'For createCheckoutSession: whether the subscription of the previous, completed checkout is already held. Until it is, a new checkout would make a second subscription.';
 
 create function app_hidden.prepare_billing_portal(organization_id uuid) returns text
 language plpgsql stable security definer
@@ -1015,7 +1092,8 @@ comment on function app_hidden.prepare_billing_portal(uuid) is
   'For createBillingPortalSession: checks the caller may manage billing and returns the organization''s Stripe customer.';
 
 grant execute on function app_hidden.prepare_checkout(uuid, uuid), app_hidden.save_stripe_customer(uuid, text, boolean),
-  app_hidden.save_checkout_session(uuid, text), app_hidden.prepare_billing_portal(uuid) to :DATABASE_ANONYMOUS, :DATABASE_USER;
+  app_hidden.save_checkout_session(uuid, text), app_hidden.checkout_subscription_arrived(uuid, text),
+  app_hidden.prepare_billing_portal(uuid) to :DATABASE_ANONYMOUS, :DATABASE_USER;
 
 --------------------------------------------------------------------------------
 -- Deleting an organization that Stripe still bills would leave the bill running
@@ -1034,6 +1112,7 @@ begin
   perform app_private.require_role(delete_organization.organization_id, '{owner}', 'delete it');
   select * into v_subscription from app_public.subscriptions s
     where s.organization_id = delete_organization.organization_id and not s.cancel_at_period_end
+      and not coalesce(s.cancel_at <= coalesce(s.current_period_end, s.cancel_at), false)
       and s.status in ('incomplete', 'trialing', 'active', 'past_due', 'unpaid', 'paused');
   if v_subscription.id is not null then
     raise exception 'This organization''s % subscription %; cancel it in the billing portal (createBillingPortalSession) first, then delete the organization.',

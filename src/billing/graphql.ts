@@ -22,6 +22,9 @@ async function asCaller<T>(withPgClient: WithPgClient, pgSettings: PgSettings, t
 
 const unavailable = () => new SafeError("Billing is not set up on this server.", { code: "billing_unavailable" });
 
+/** Stripe object ids in Stripe's messages ("No such price: 'price_1N…'") are not for end users. */
+const redactStripeIds = (message: string) => message.replace(/'?\b(?:acct|cs|cus|in|pi|pm|price|prod|seti|sub)_[A-Za-z0-9_]+'?/g, "(id withheld)");
+
 /** Stripe lost the customer we hold for an organization (deleted in the dashboard, or test data wiped). */
 const isMissingCustomer = (error: unknown) =>
   error instanceof Stripe.errors.StripeInvalidRequestError && error.code === "resource_missing" && error.param === "customer";
@@ -45,12 +48,41 @@ export function makeBillingPlugin(deps: Deps): GraphileConfig.Plugin {
     } catch (error) {
       if (!(error instanceof Stripe.errors.StripeError) || handled?.(error)) throw error;
       const details = { type: error.type, code: error.code, param: error.param, message: error.message, requestId: error.requestId };
+      if (error instanceof Stripe.errors.StripeInvalidRequestError && error.code === "resource_missing" && error.param?.includes("price")) {
+        logger.error({ err: details }, `Stripe refused ${what}: the plan's price is gone (run npm run stripe:sync)`);
+        throw new SafeError("This plan is no longer sold; reload the plans and choose another.", { code: "stripe_error" });
+      }
       if (error instanceof Stripe.errors.StripeCardError || error instanceof Stripe.errors.StripeInvalidRequestError) {
         logger.warn({ err: details }, `Stripe refused ${what}`);
-        throw new SafeError(`Stripe: ${error.message}`, { code: "stripe_error" });
+        throw new SafeError(`Stripe: ${redactStripeIds(error.message)}`, { code: "stripe_error" });
       }
       logger.error({ err: details }, `Stripe failed ${what}`);
       throw new SafeError("Billing is temporarily unavailable; try again in a few minutes.", { code: "billing_unavailable" });
+    }
+  };
+
+  /**
+   * Before a new checkout, the previous one: still open, it is expired (so it can't also end in a
+   * subscription); completed, its subscription must have arrived before another checkout starts.
+   */
+  const settlePreviousCheckout = async (withPgClient: WithPgClient, pgSettings: PgSettings, org: string, id: string) => {
+    const previous = await callStripe("reading the previous checkout session", (client) => client.checkout.sessions.retrieve(id));
+    if (previous.status === "open") {
+      await callStripe("expiring the previous checkout session", (client) => client.checkout.sessions.expire(id));
+      return;
+    }
+    const subscription = typeof previous.subscription === "string" ? previous.subscription : previous.subscription?.id;
+    if (previous.status !== "complete" || !subscription) return;
+    const { arrived } = await asCaller<{ arrived: boolean }>(
+      withPgClient,
+      pgSettings,
+      "select app_hidden.checkout_subscription_arrived($1, $2) as arrived",
+      [org, subscription],
+    );
+    if (!arrived) {
+      throw new SafeError("The last checkout was completed a moment ago and its subscription is on its way; reload the billing page in a few seconds.", {
+        code: "already_subscribed",
+      });
     }
   };
 
@@ -99,12 +131,8 @@ export function makeBillingPlugin(deps: Deps): GraphileConfig.Plugin {
                   }>(withPgClient, pgSettings ?? null, "select * from app_hidden.prepare_checkout($1, $2)", [organizationId, planId]);
                   const org = String(organizationId);
                   // One open checkout per organization: two completed checkouts would be two subscriptions.
-                  if (prepared.open_checkout_session_id && stripe) {
-                    await stripe.checkout.sessions.expire(prepared.open_checkout_session_id).catch((error: unknown) => {
-                      // Already completed or expired: nothing to do (a completed one arrives as a subscription).
-                      logger.debug({ err: error }, "previous checkout session not expired");
-                    });
-                  }
+                  const previous = prepared.open_checkout_session_id;
+                  if (previous) await settlePreviousCheckout(withPgClient, pgSettings ?? null, org, previous);
                   const newCustomer = async (replacing: string | null) => {
                     const created = await callStripe("creating a customer", (client) =>
                       client.customers.create(
@@ -147,7 +175,18 @@ export function makeBillingPlugin(deps: Deps): GraphileConfig.Plugin {
                     customer = await newCustomer(customer);
                     session = await createSession(customer);
                   }
-                  await asCaller(withPgClient, pgSettings ?? null, "select app_hidden.save_checkout_session($1, $2)", [org, session.id]);
+                  const { replaced } = await asCaller<{ replaced: string | null }>(
+                    withPgClient,
+                    pgSettings ?? null,
+                    "select app_hidden.save_checkout_session($1, $2) as replaced",
+                    [org, session.id],
+                  );
+                  if (replaced && replaced !== previous) {
+                    // Another checkout was started at the same moment (a double click): only the newest stays open.
+                    await callStripe("expiring a concurrent checkout session", (client) => client.checkout.sessions.expire(replaced)).catch((error: unknown) =>
+                      logger.warn({ err: error, organizationId: org }, "a concurrent checkout session could not be expired"),
+                    );
+                  }
                   if (!session.url) throw new SafeError("Stripe did not return a checkout page.", { code: "stripe_error" });
                   return { url: session.url };
                 },
@@ -163,10 +202,21 @@ export function makeBillingPlugin(deps: Deps): GraphileConfig.Plugin {
                     "select app_hidden.prepare_billing_portal($1) as customer",
                     [organizationId],
                   );
-                  const session = await callStripe("a billing portal session", (client) =>
-                    client.billingPortal.sessions.create({ customer, return_url: billingPage(String(organizationId)) }),
-                  );
-                  return { url: session.url };
+                  try {
+                    const session = await callStripe(
+                      "a billing portal session",
+                      (client) => client.billingPortal.sessions.create({ customer, return_url: billingPage(String(organizationId)) }),
+                      isMissingCustomer,
+                    );
+                    return { url: session.url };
+                  } catch (error) {
+                    if (!isMissingCustomer(error)) throw error;
+                    logger.warn({ organizationId, customer }, "Stripe no longer has the organization's customer; the portal cannot open");
+                    throw new SafeError(
+                      "This organization's billing account no longer exists in Stripe; choose a plan again (createCheckoutSession) to make a new one.",
+                      { code: "no_billing_account" },
+                    );
+                  }
                 },
               );
             },

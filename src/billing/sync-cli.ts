@@ -8,11 +8,8 @@ import { openDatabase } from "../db/database.ts";
 import { createLogger } from "../logger.ts";
 import { createStripeClient } from "./stripe.ts";
 
-function price(amount: number, currency: string, interval: string | null, count: number): string {
-  // Amounts are in the currency's smallest unit; Intl knows how many decimals each currency has.
-  const format = new Intl.NumberFormat("en", { style: "currency", currency: currency.toUpperCase() });
-  const money = format.format(amount / 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2));
-  return interval ? `${money} every ${count > 1 ? `${count} ${interval}s` : interval}` : money;
+function every(interval: string | null, count: number): string {
+  return interval ? ` every ${count > 1 ? `${count} ${interval}s` : interval}` : "";
 }
 
 async function main(): Promise<number> {
@@ -32,19 +29,28 @@ async function main(): Promise<number> {
     const seen: string[] = [];
     const lines: string[] = [];
     const skipped = new Set<string>();
+    const failed: string[] = [];
     for await (const stripePrice of stripe.prices.list({ active: true, type: "recurring", expand: ["data.product"], limit: 100 })) {
-      const { rows } = await client.query<{ name: string | null; amount: string; currency: string; interval: string | null; interval_count: number; active: boolean }>(
-        "select (p).* from app_private.sync_stripe_price($1::jsonb, $2) p",
-        [JSON.stringify(stripePrice), fetchedAt],
-      );
       seen.push(stripePrice.id);
-      const plan = rows[0];
+      let plan: { name: string | null; money: string; interval: string | null; interval_count: number; active: boolean } | undefined;
+      try {
+        const { rows } = await client.query(
+          `select p.name, app_private.format_money(p.amount, p.currency) as money, p.interval, p.interval_count, p.active
+           from app_private.sync_stripe_price($1::jsonb, $2) p`,
+          [JSON.stringify(stripePrice), fetchedAt],
+        );
+        plan = rows[0];
+      } catch (error) {
+        // One product's bad metadata does not stop the others.
+        failed.push(`  ${stripePrice.id}: ${error instanceof Error ? error.message : String(error)}`);
+        continue;
+      }
       if (plan?.name == null) {
         const product = stripePrice.product;
         skipped.add(typeof product === "string" ? product : "deleted" in product && product.deleted ? product.id : `${product.name} (${product.id})`);
         continue;
       }
-      const shown = `${plan.name.padEnd(24)} ${price(Number(plan.amount), plan.currency, plan.interval, plan.interval_count)}`;
+      const shown = `${plan.name.padEnd(24)} ${plan.money}${every(plan.interval, plan.interval_count)}`;
       lines.push(`  ${shown}${plan.active ? "" : " (not offered: product inactive or no longer marked as a plan)"}`);
     }
     const retired = await client.query<{ name: string }>(
@@ -58,6 +64,10 @@ async function main(): Promise<number> {
     console.log(lines.length ? lines.join("\n") : '  (none: give a product recurring prices and the metadata plan = "true" in Stripe first)');
     if (skipped.size) console.log(`Skipped prices of products not marked as plans (metadata plan = "true"): ${[...skipped].join(", ")}.`);
     if (retired.rowCount) console.log(`No longer offered: ${retired.rows.map((r) => r.name).join(", ")}.`);
+    if (failed.length) {
+      console.error(`Not synced (fix these in Stripe, then run this again):\n${failed.join("\n")}`);
+      return 1;
+    }
     return 0;
   } finally {
     await client.end().catch(() => {});

@@ -1,5 +1,6 @@
 import type { JobHelpers } from "graphile-worker";
 import Stripe from "stripe";
+import type { z } from "zod";
 import { stripeForTasks } from "./stripe.ts";
 
 /**
@@ -41,6 +42,17 @@ export async function syncStripeObject(
   }
 }
 
+/**
+ * Reads a sync job's payload. One that does not fit was not queued by this backend (the ledger
+ * only queues ids of the right shape): a retry cannot fix it, so it is logged and dropped.
+ */
+export function parsePayload<T>(schema: z.ZodType<T>, payload: unknown, helpers: JobHelpers): T | undefined {
+  const parsed = schema.safeParse(payload);
+  if (parsed.success) return parsed.data;
+  helpers.logger.error(`dropping ${helpers.job.task_identifier} job ${helpers.job.id}: its payload is not { id } of the right kind (${parsed.error.issues[0]?.message})`);
+  return undefined;
+}
+
 /** A Stripe object that does not exist (any more): Stripe answers 404 resource_missing. */
 export function isMissing(error: unknown): boolean {
   return error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404;
@@ -68,10 +80,11 @@ export async function syncSubscription(helpers: JobHelpers, stripe: Stripe, id: 
     subscription = { id, deleted: true };
   }
   const outcome = await writeObject(helpers, "sync_stripe_subscription", subscription, fetchedAt);
-  if (outcome === "duplicate") {
+  if (outcome.startsWith("duplicate of ")) {
+    const current = outcome.slice("duplicate of ".length);
     throw new SyncProblem(
-      `${id} is a second live subscription for an organization that already has one, and Stripe bills both. ` +
-        "Cancel one of them in the Stripe dashboard (refund if needed); the cancellation's webhook then settles it.",
+      `${id} is a second live subscription for an organization that already has ${current}, and Stripe bills both. ` +
+        "Cancel one of them in the Stripe dashboard (usually the newer, refunding it if needed); if the current one ends, this one is synced again and takes its place.",
     );
   }
   if (outcome === "unattributed") {

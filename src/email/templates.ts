@@ -61,18 +61,18 @@ export const templates = {
         "If this was not you, reset your password at once and contact support.",
       ],
     }),
-  payment_failed: (v: { name: string; organizationName: string; amount: string; nextAttempt: string; invoiceLink: string; billingLink: string }) =>
+  payment_failed: (v: { name: string; organizationName: string; amount: string; nextAttempt: string; billingLink: string }) =>
     layout({
       subject: `Payment failed for ${v.organizationName}`,
       greeting: `Hi ${v.name},`,
       paragraphs: [
         `We could not collect ${v.amount} for ${v.organizationName}'s subscription: the card was declined or the bank asked for confirmation.`,
         v.nextAttempt
-          ? `We will try again on ${v.nextAttempt}. Pay the invoice (or confirm the payment) before then to keep your plan.`
-          : "Pay the invoice (or confirm the payment) to keep your plan.",
-        `To use another card for future payments, update it on the billing page: ${v.billingLink}`,
+          ? `We will try again on ${v.nextAttempt}. Pay the invoice (or confirm the payment) on the billing page before then to keep your plan.`
+          : "Pay the invoice (or confirm the payment) on the billing page to keep your plan.",
+        "The billing page also lets you use another card for future payments.",
       ],
-      action: v.invoiceLink ? { label: "Pay the invoice", url: v.invoiceLink } : { label: "Update payment details", url: v.billingLink },
+      action: { label: "Pay or update payment details", url: v.billingLink },
     }),
   trial_ending: (v: { name: string; organizationName: string; planName: string; trialEnd: string; billingLink: string }) =>
     layout({

@@ -159,11 +159,17 @@ export async function startFakeStripe(): Promise<FakeStripe> {
       success_url: req.body.success_url,
       cancel_url: req.body.cancel_url,
       status: "open",
+      subscription: null,
       url: `https://checkout.stripe.com/c/pay/${session}`,
       livemode: false,
     };
     checkoutSessions.set(session, created);
     res.json(created);
+  });
+  app.get("/v1/checkout/sessions/:id", (req, res) => {
+    const session = checkoutSessions.get(req.params.id);
+    if (!session) return res.status(404).json(missing("checkout.session", req.params.id));
+    res.json(session);
   });
   app.post("/v1/checkout/sessions/:id/expire", (req, res) => {
     const session = checkoutSessions.get(req.params.id);
