@@ -191,8 +191,8 @@ describe("rate limits", () => {
     await db.root.query(
       "insert into app_private.rate_limits (bucket, key, window_start, hits) values ('login_ip', 'ancient', now() - interval '2 days', 3)",
     );
-    const { rows } = await db.root.query("select app_private.cleanup_expired() as removed");
-    expect(rows[0].removed.rate_limits).toBeGreaterThanOrEqual(1);
+    const { rows } = await db.root.query("select app_private.cleanup_batch('rate_limits', 1000, now()) as removed");
+    expect(rows[0].removed).toBeGreaterThanOrEqual(1);
     const left = await db.root.query("select count(*)::int as n from app_private.rate_limits where key = 'ancient'");
     expect(left.rows[0].n).toBe(0);
   });

@@ -1,70 +1,169 @@
-import { readFile } from "node:fs/promises";
-import path from "node:path";
-import { parseCrontab } from "graphile-worker";
+import { spawn } from "node:child_process";
+import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
+import { buildTestApp, captureLogger, type TestApp } from "./helpers/app.ts";
+import { createTestDatabase, rewriteHistory, type TestDatabase } from "./helpers/database.ts";
 import { runJobs } from "./helpers/jobs.ts";
-import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 
 let db: TestDatabase;
+let api: TestApp;
 
 beforeAll(async () => {
   db = await createTestDatabase();
+  api = await buildTestApp(db);
 });
 
 afterAll(async () => {
+  await api?.close();
   await db?.drop();
 });
 
-describe("scheduled jobs", () => {
-  it("the crontab parses and schedules cleanup hourly", async () => {
-    const items = parseCrontab(await readFile(path.join(PROJECT_ROOT, "crontab"), "utf8"));
-    expect(items.map((item) => item.task)).toEqual(["cleanup"]);
+/** Runs `npm run jobs -- …args` against the test database and returns what it printed. */
+function jobsCli(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["src/worker/jobs-cli.ts", ...args], {
+      cwd: PROJECT_ROOT,
+      env: { PATH: process.env.PATH, DATABASE_URL: db.urls.owner, AUTH_DATABASE_URL: db.urls.authenticator },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
   });
+}
 
-  it("cleanup removes stale counters, ended sessions, spent tokens and old Stripe payloads, and keeps live ones", async () => {
-    const { rows } = await db.root.query(
-      "insert into app_public.users (email, name) values ('cleanup@example.com', 'Cleanup') returning id",
+describe("cleanup", () => {
+  it("removes what is past retention in bounded batches, keeps the rest, and logs how many of each", async () => {
+    const NOW = "2026-06-01T12:00:00Z";
+    const ago = (interval: string) => `'${NOW}'::timestamptz - interval '${interval}'`;
+    const { rows: users } = await db.root.query(
+      `insert into app_public.users (email, name, email_verified_at, created_at) values
+         ('cleanup@example.com', 'Cleanup', ${ago("30 days")}, ${ago("30 days")}),
+         ('never-confirmed@example.com', 'Gone', null, ${ago("8 days")}),
+         ('just-joined@example.com', 'Fresh', null, ${ago("2 days")}),
+         ('invited-member@example.com', 'Member', null, ${ago("8 days")})
+       returning id, email`,
     );
-    const userId = rows[0].id;
+    await rewriteHistory(db, "update app_public.users set created_at = t.created_at from (values ($1::uuid, $2::timestamptz), ($3, $4), ($5, $6), ($7, $8)) t (id, created_at) where users.id = t.id", [
+      users[0].id, `${NOW}`, users[1].id, "2026-05-24T12:00:00Z", users[2].id, "2026-05-30T12:00:00Z", users[3].id, "2026-05-24T12:00:00Z",
+    ]);
+    const id = (email: string) => users.find((u) => u.email === email)!.id;
+    const userId = id("cleanup@example.com");
+    const { rows: org } = await db.root.query("insert into app_public.organizations (slug, name) values ('cleanup-co', 'Cleanup Co') returning id");
+    await db.root.query("insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'owner'), ($1, $3, 'member')", [
+      org[0].id,
+      userId,
+      id("invited-member@example.com"),
+    ]);
     await db.root.query(
-      `insert into app_private.rate_limits (bucket, key, window_start, hits) values
-         ('login_ip', 'old', now() - interval '2 days', 1), ('login_ip', 'fresh', now(), 1)`,
+      `insert into app_public.organization_invitations (organization_id, email, expires_at) values
+         ($1, 'late@example.com', ${ago("1 day")}), ($1, 'soon@example.com', ${ago("-3 days")})`,
+      [org[0].id],
+    );
+    // Five stale counters with a batch size of two: three batches.
+    await db.root.query(
+      `insert into app_private.rate_limits (bucket, key, window_start, hits)
+       select 'login_ip', 'old' || i, ${ago("2 days")}, 1 from generate_series(1, 5) i
+       union all select 'login_ip', 'fresh', ${ago("1 hour")}, 1`,
     );
     await db.root.query(
       `insert into app_private.sessions (user_id, expires_at, revoked_at) values
-         ($1, now() - interval '8 days', null), ($1, now() + interval '1 day', now() - interval '8 days'),
-         ($1, now() + interval '1 day', null)`,
+         ($1, ${ago("8 days")}, null), ($1, ${ago("-1 day")}, ${ago("8 days")}), ($1, ${ago("-1 day")}, null)`,
       [userId],
     );
     await db.root.query(
       `insert into app_private.email_tokens (user_id, purpose, email, token_hash, expires_at, used_at) values
-         ($1, 'verify_email', 'cleanup@example.com', 'old', now() - interval '8 days', null),
-         ($1, 'reset_password', 'cleanup@example.com', 'live', now() + interval '1 hour', null)`,
+         ($1, 'verify_email', 'cleanup@example.com', 'old', ${ago("8 days")}, null),
+         ($1, 'reset_password', 'cleanup@example.com', 'live', ${ago("-1 hour")}, null)`,
       [userId],
     );
-
     await db.root.query(
       `insert into app_private.stripe_events (id, type, livemode, created, received_at, processed_at, payload) values
-         ('evt_old', 'invoice.paid', false, now() - interval '91 days', now() - interval '91 days', now(), '{"secretish": true}'),
-         ('evt_new', 'invoice.paid', false, now(), now(), now(), '{"kept": true}')`,
+         ('evt_old', 'invoice.paid', false, ${ago("91 days")}, ${ago("91 days")}, now(), '{"secretish": true}'),
+         ('evt_new', 'invoice.paid', false, ${ago("1 day")}, ${ago("1 day")}, now(), '{"kept": true}')`,
     );
-    await db.root.query("select graphile_worker.add_job('cleanup', '{}')");
-    await runJobs(db);
+    // Jobs that used up their attempts: one long ago, one recently.
+    await db.root.query(
+      `with added as (select (graphile_worker.add_job('send_email', '{}', max_attempts := 1)).id union all select (graphile_worker.add_job('send_email', '{}', max_attempts := 1)).id)
+       select graphile_worker.permanently_fail_jobs(array(select id from added), 'SMTP said no')`,
+    );
+    await db.root.query(
+      `update graphile_worker._private_jobs set updated_at = ${ago("31 days")}
+       where id = (select min(id) from graphile_worker._private_jobs where last_error = 'SMTP said no')`,
+    );
+
+    const log = captureLogger("info");
+    await db.root.query("select graphile_worker.add_job('cleanup', $1::json)", [JSON.stringify({ _cron: { ts: NOW, backfilled: false }, batchSize: 2 })]);
+    await runJobs(db, log.logger);
 
     const left = await db.root.query(
       `select (select array_agg(key order by key) from app_private.rate_limits) as counters,
               (select count(*)::int from app_private.sessions where user_id = $1) as sessions,
               (select array_agg(encode(token_hash, 'escape')) from app_private.email_tokens where user_id = $1) as tokens,
-              (select count(*)::int from graphile_worker.jobs) as jobs`,
+              (select array_agg(email::text order by email) from app_public.organization_invitations) as invitations,
+              (select array_agg(email::text order by email) from app_public.users where email like '%@example.com') as users,
+              (select array_agg(last_error) from graphile_worker.jobs) as failed_jobs`,
       [userId],
     );
-    expect(left.rows[0]).toEqual({ counters: ["fresh"], sessions: 1, tokens: ["live"], jobs: 0 });
+    expect(left.rows[0]).toEqual({
+      counters: ["fresh"],
+      sessions: 1,
+      tokens: ["live"],
+      invitations: ["soon@example.com"],
+      users: ["cleanup@example.com", "invited-member@example.com", "just-joined@example.com"],
+      failed_jobs: ["SMTP said no"],
+    });
     // Stripe events keep their ids (so a redelivery is still recognised) but not old payloads.
     const events = await db.root.query("select id, payload from app_private.stripe_events order by id");
     expect(events.rows).toEqual([
       { id: "evt_new", payload: { kept: true } },
       { id: "evt_old", payload: null },
     ]);
+    expect(log.lines().map((line) => line.msg)).toContain(
+      "removed 5 rate limits, 0 login failures, 2 sessions, 1 email tokens, 0 trusted devices, 1 invitations, 1 unverified users, 1 stripe event payloads, 0 usage report emails, 1 failed jobs",
+    );
+  });
+});
+
+describe("npm run jobs", () => {
+  it("lists queued, failed and scheduled jobs, retries a failed one, and /metrics counts them by task and state", async () => {
+    await db.root.query("delete from graphile_worker._private_jobs");
+    await db.root.query("select graphile_worker.add_job('send_email', '{}', run_at := now() + interval '1 hour', job_key := 'later')");
+    const { rows } = await db.root.query(
+      `select (graphile_worker.permanently_fail_jobs(array[(graphile_worker.add_job('usage_report', '{}', max_attempts := 1)).id],
+         E'connection refused\\n    at stack frame')).id`,
+    );
+    const failed = String(rows[0].id);
+    await db.root.query(
+      "insert into graphile_worker._private_known_crontabs (identifier, known_since, last_execution) values ('daily_usage_report', now() - interval '2 days', '2026-11-20T00:15:00Z') on conflict do nothing",
+    );
+
+    const metrics = (await request(api.app).get("/metrics")).text;
+    expect(metrics).toMatch(/worker_jobs\{task="send_email",state="queued"\} 1/);
+    expect(metrics).toMatch(/worker_jobs\{task="usage_report",state="failed"\} 1/);
+
+    const listed = await jobsCli();
+    expect(listed.stderr).toBe("");
+    expect(listed.status).toBe(0);
+    expect(listed.stdout).toMatch(/^Queued: 1\n\s+ID\s+TASK\s+RUNS AT\s+ATTEMPTS\s+KEY/m);
+    expect(listed.stdout).toMatch(/send_email\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+0\/25\s+later/);
+    expect(listed.stdout).toContain("Running: none");
+    expect(listed.stdout).toMatch(new RegExp(`^Failed: 1\\n[^]*${failed}\\s+usage_report\\s+1/1\\s+\\S+ \\S+\\s+connection refused$`, "m"));
+    expect(listed.stdout).not.toContain("stack frame");
+    expect(listed.stdout).toContain("npm run jobs -- retry --failed");
+    expect(listed.stdout).toMatch(/daily_usage_report\s+15 0 \* \* \*\s+\d{4}-\d\d-\d\d 00:15Z\s+2026-11-20 00:15Z/);
+    expect(listed.stdout).toMatch(/cleanup\s+17 \* \* \* \*\s+\d{4}-\d\d-\d\d \d\d:17Z\s+never/);
+
+    const retried = await jobsCli("retry", failed, "999999");
+    expect(retried.stdout).toContain(`Requeued 1 job(s) to run now with fresh attempts: ${failed} (usage_report)`);
+    expect(retried.stderr).toContain("No such job: 999999");
+    expect(retried.status).toBe(1);
+    const { rows: job } = await db.root.query("select attempts, max_attempts from graphile_worker.jobs where id = $1", [failed]);
+    expect(job).toEqual([{ attempts: 0, max_attempts: 1 }]);
+
+    expect((await jobsCli("retry")).stderr).toContain("npm run jobs -- retry --failed");
+    expect((await jobsCli("retry", "--failed")).stdout).toBe("Nothing to requeue.\n");
   });
 });

@@ -25,6 +25,7 @@ beforeAll(async () => {
   await db.root.query(
     "insert into app_public.plans (stripe_product_id, stripe_price_id, name, price_active, price_synced_at) values ('prod_retired', 'price_retired', 'Retired', false, now())",
   );
+  await db.root.query("select app_private.compute_usage_report($1, current_date - 1)", [t.acme.id]);
   // A plan no longer offered that Acme was once subscribed to.
   await db.root.query(
     `with legacy as (
@@ -79,6 +80,7 @@ describe("reads: who sees Acme's rows", () => {
     activity: "select 1 from app_public.activity where organization_id = $1",
     subscriptions: "select 1 from app_public.subscriptions where organization_id = $1",
     subscription_payment_details: "select 1 from app_public.subscription_payment_details where organization_id = $1",
+    usage_reports: "select 1 from app_public.usage_reports where organization_id = $1",
   };
   const expected: Record<keyof typeof tables, Record<Viewer, boolean>> = {
     organizations: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
@@ -91,6 +93,7 @@ describe("reads: who sees Acme's rows", () => {
     subscriptions: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
     // Payment details are for the people who manage billing.
     subscription_payment_details: { anonymous: false, outsider: false, member: false, admin: true, owner: true, siteAdmin: true },
+    usage_reports: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
   };
   for (const [table, sql] of Object.entries(tables) as Array<[keyof typeof tables, string]>) {
     it(`${table}`, async () => {
@@ -183,6 +186,21 @@ describe("writes", () => {
       expect(await attempt(viewer, "insert into app_public.activity (organization_id, action, entity_type, entity_id) values ($1, 'x', 'y', $1)", [t.acme.id])).toBe("42501");
       expect(await attempt(viewer, "delete from app_public.activity where organization_id = $1", [t.acme.id])).toBe("42501");
     }
+  });
+
+  it("usage reports: computed by the database only; a member changes only their own email preference", async () => {
+    for (const viewer of VIEWERS) {
+      expect(await attempt(viewer, "update app_public.usage_reports set tasks_created = 0")).toBe("42501");
+      expect(await attempt(viewer, "insert into app_public.usage_reports (organization_id, day, tasks_created, tasks_completed, tasks_overdue, comments, active_members, actions, projects, members, tasks) values ($1, current_date, 0, 0, 0, 0, 0, 0, 0, 0, 0)", [t.acme.id])).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.usage_reports")).toBe("42501");
+      expect(await attempt(viewer, "update app_public.organization_memberships set email_daily_report = false")).toBe("42501");
+      expect(await attempt(viewer, "select * from app_private.usage_report_emails")).toBe("42501");
+    }
+    for (const viewer of ["member", "admin", "owner"] as const) {
+      expect(await attempt(viewer, "select app_public.update_membership_preferences($1, false)", [t.acme.id])).toBe(1);
+    }
+    expect(await attempt("outsider", "select app_public.update_membership_preferences($1, false)", [t.acme.id])).toBe("OS404");
+    expect(await attempt("anonymous", "select app_public.update_membership_preferences($1, false)", [t.acme.id])).toBe("42501");
   });
 
   it("invitations: managers revoke; members and outsiders cannot", async () => {

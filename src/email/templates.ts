@@ -8,14 +8,52 @@ export interface RenderedEmail {
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 const escapeHtml = (value: string) => value.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 
-/** One layout for every message: a greeting, paragraphs, an optional button, a footer. */
-function layout(parts: { subject: string; greeting: string; paragraphs: string[]; action?: { label: string; url: string } }): RenderedEmail {
-  const { subject, greeting, paragraphs, action } = parts;
-  const text = [greeting, "", ...paragraphs.flatMap((p) => [p, ""]), ...(action ? [`${action.label}: ${action.url}`, ""] : []), "— Oddscenes"].join("\n");
+/** A small table of figures, shown aligned in text and as a table in HTML. */
+interface Figures {
+  head: string[];
+  rows: string[][];
+}
+
+function figuresText({ head, rows }: Figures): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("   ").trimEnd();
+  return [line(head), ...rows.map(line)].join("\n");
+}
+
+function figuresHtml({ head, rows }: Figures): string {
+  const cell = (tag: string, value: string, i: number) =>
+    `<${tag} style="padding: 4px 12px; text-align: ${i === 0 ? "left" : "right"}; border-bottom: 1px solid #e4e7eb;">${escapeHtml(value)}</${tag}>`;
+  return `<table style="border-collapse: collapse; margin: 12px 0;">
+<tr>${head.map((h, i) => cell("th", h, i)).join("")}</tr>
+${rows.map((r) => `<tr>${r.map((c, i) => cell("td", c, i)).join("")}</tr>`).join("\n")}
+</table>`;
+}
+
+/** One layout for every message: a greeting, paragraphs, optional figures, an optional button, a footer. */
+function layout(parts: {
+  subject: string;
+  greeting: string;
+  paragraphs: string[];
+  figures?: Figures;
+  after?: string[];
+  action?: { label: string; url: string };
+}): RenderedEmail {
+  const { subject, greeting, paragraphs, figures, after = [], action } = parts;
+  const text = [
+    greeting,
+    "",
+    ...paragraphs.flatMap((p) => [p, ""]),
+    ...(figures ? [figuresText(figures), ""] : []),
+    ...after.flatMap((p) => [p, ""]),
+    ...(action ? [`${action.label}: ${action.url}`, ""] : []),
+    "— Oddscenes",
+  ].join("\n");
   const html = `<!doctype html>
 <html><body style="font-family: system-ui, sans-serif; line-height: 1.5; color: #1f2933; max-width: 560px; margin: 0 auto; padding: 24px;">
 <p>${escapeHtml(greeting)}</p>
 ${paragraphs.map((p) => `<p>${escapeHtml(p)}</p>`).join("\n")}
+${figures ? figuresHtml(figures) : ""}
+${after.map((p) => `<p>${escapeHtml(p)}</p>`).join("\n")}
 ${action ? `<p><a href="${escapeHtml(action.url)}" style="display: inline-block; padding: 10px 18px; background: #3b5bdb; color: #fff; border-radius: 6px; text-decoration: none;">${escapeHtml(action.label)}</a></p>\n<p style="font-size: 13px; color: #52606d;">Or paste this link into your browser: ${escapeHtml(action.url)}</p>` : ""}
 <p style="font-size: 13px; color: #52606d;">— Oddscenes</p>
 </body></html>
@@ -93,6 +131,45 @@ export const templates = {
         "You can subscribe again at any time.",
       ],
       action: { label: "Choose a plan", url: v.billingLink },
+    }),
+  renewal_reminder: (v: { name: string; organizationName: string; planName: string; amount: string; renewsOn: string; billingLink: string }) =>
+    layout({
+      subject: `Your ${v.planName} plan for ${v.organizationName} renews on ${v.renewsOn}`,
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        `${v.organizationName}'s ${v.planName} plan renews on ${v.renewsOn} for ${v.amount}.`,
+        "Nothing to do if that is what you want. To change the plan, update the card or cancel before then, open the billing page.",
+      ],
+      action: { label: "Review billing", url: v.billingLink },
+    }),
+  daily_usage_report: (v: {
+    name: string;
+    organizationName: string;
+    day: string;
+    averageDays: number;
+    metrics: { label: string; value: number; average: number | null }[];
+    projects: number;
+    members: number;
+    tasks: number;
+    reportLink: string;
+    settingsLink: string;
+  }) =>
+    layout({
+      subject: `${v.organizationName}: daily report for ${v.day}`,
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        `Here is what happened in ${v.organizationName} on ${v.day} (UTC), ` +
+          (v.averageDays > 0 ? `next to the daily average of the ${v.averageDays} day(s) before.` : "the first day with a report to compare against."),
+      ],
+      figures: {
+        head: ["", v.day, "7-day average"],
+        rows: v.metrics.map((m) => [m.label, String(m.value), m.average === null ? "–" : m.average.toFixed(1)]),
+      },
+      after: [
+        `At the end of the day: ${v.projects} project(s), ${v.tasks} task(s), ${v.members} member(s).`,
+        `You receive this as an owner or admin. Turn it off in your notification settings: ${v.settingsLink}`,
+      ],
+      action: { label: "Open the report", url: v.reportLink },
     }),
 } satisfies Record<string, (variables: never) => RenderedEmail>;
 

@@ -21,43 +21,49 @@ function routeLabel(req: Request): string {
 
 /**
  * Gauges read from the database when scraped, so they cover every worker process (in-process or
- * `npm run worker`): jobs that used up their attempts, and Stripe events whose sync keeps failing.
+ * `npm run worker`): jobs by task and state, jobs that used up their attempts, and Stripe events
+ * whose sync keeps failing.
  * While the database is down they keep their last values (/readyz reports the outage).
  */
 function databaseGauges(registry: Registry, ownerPool: pg.Pool): void {
-  new Gauge({
-    name: "worker_jobs_failed_permanently",
-    help: "Jobs that used up their attempts and will not run again, by task (inspect graphile_worker.jobs).",
-    labelNames: ["task"] as const,
-    registers: [registry],
-    async collect() {
-      const { rows } = await ownerPool
-        .query<{ task: string; n: number }>(
-          "select task_identifier as task, count(*)::int as n from graphile_worker.jobs where attempts >= max_attempts group by 1",
-        )
-        .catch(() => ({ rows: undefined }));
-      if (!rows) return;
-      this.reset();
-      for (const row of rows) this.set({ task: row.task }, row.n);
-    },
-  });
-  new Gauge({
-    name: "stripe_events_unprocessed",
-    help: "Stripe events not synced yet, by whether their last sync attempt failed (app_private.stripe_events).",
-    labelNames: ["state"] as const,
-    registers: [registry],
-    async collect() {
-      const { rows } = await ownerPool
-        .query<{ failing: number; pending: number }>(
-          `select count(*) filter (where last_error is not null)::int as failing, count(*) filter (where last_error is null)::int as pending
-           from app_private.stripe_events where processed_at is null`,
-        )
-        .catch(() => ({ rows: undefined }));
-      if (!rows?.[0]) return;
-      this.set({ state: "failing" }, rows[0].failing);
-      this.set({ state: "pending" }, rows[0].pending);
-    },
-  });
+  /** A gauge whose values are the rows of a query (label columns and `n`), read at each scrape. */
+  const queried = <L extends string>(name: string, help: string, labelNames: readonly L[], sql: string) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const { rows } = await ownerPool.query<{ n: number } & Record<string, string | number>>(sql).catch(() => ({ rows: undefined }));
+        if (!rows) return;
+        this.reset();
+        for (const { n, ...labels } of rows) this.set(labels as Partial<Record<L, string>>, n);
+      },
+    });
+  queried(
+    "worker_jobs",
+    "Jobs in graphile-worker's queue by task and state: queued (waiting or retrying), running, failed (used up their attempts). `npm run jobs` lists them.",
+    ["task", "state"],
+    `select task_identifier as task,
+            case when locked_at is not null then 'running' when attempts >= max_attempts then 'failed' else 'queued' end as state,
+            count(*)::int as n
+     from graphile_worker.jobs group by 1, 2`,
+  );
+  queried(
+    "worker_jobs_failed_permanently",
+    "Jobs that used up their attempts and will not run again, by task (`npm run jobs`; retry with `npm run jobs -- retry`).",
+    ["task"],
+    "select task_identifier as task, count(*)::int as n from graphile_worker.jobs where attempts >= max_attempts group by 1",
+  );
+  queried(
+    "stripe_events_unprocessed",
+    "Stripe events not synced yet, by whether their last sync attempt failed (app_private.stripe_events).",
+    ["state"],
+    `select s.state, count(e.id)::int as n
+     from (values ('failing'), ('pending')) as s (state)
+     left join app_private.stripe_events e on e.processed_at is null and (e.last_error is not null) = (s.state = 'failing')
+     group by 1`,
+  );
 }
 
 export function createMetrics(options: { ownerPool: pg.Pool }): Metrics {

@@ -73,3 +73,22 @@ export async function asRole<T>(
     client.release();
   }
 }
+
+/**
+ * Runs a statement as root with triggers off (session_replication_role = replica), to rewrite
+ * history in a test: the timestamp and activity triggers would otherwise keep created_at as it was.
+ */
+export async function rewriteHistory(db: TestDatabase, sql: string, params: unknown[] = []): Promise<void> {
+  const client = await db.root.connect();
+  try {
+    await client.query("begin");
+    await client.query("set local session_replication_role = replica");
+    await client.query(sql, params);
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
