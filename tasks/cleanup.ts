@@ -7,6 +7,7 @@ const CLEANUP_CATEGORIES = [
   "rate_limits",
   "login_failures",
   "sessions",
+  "refresh_tokens",
   "email_tokens",
   "trusted_devices",
   "invitations",

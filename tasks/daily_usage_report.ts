@@ -10,9 +10,10 @@ const Payload = z.object({ day: z.iso.date().optional() }).loose();
  * each organization's report is its own short transaction and a rerun replaces rather than adds.
  */
 const dailyUsageReport: Task = async (rawPayload, helpers) => {
-  const day = Payload.parse(rawPayload ?? {}).day ?? previousUtcDay(scheduleOf(rawPayload).now);
+  const schedule = scheduleOf(rawPayload);
+  const day = Payload.parse(rawPayload ?? {}).day ?? previousUtcDay(schedule.now);
   const { rows } = await helpers.query<{ queued: number }>("select app_private.queue_usage_reports($1::date) as queued", [day]);
-  helpers.logger.info(`queued the ${day} usage report of ${rows[0]!.queued} organization(s)`);
+  helpers.logger.info(`queued the ${day} usage report of ${rows[0]!.queued} organization(s)${schedule.backfilled ? " (catching up on a run missed while no worker ran)" : ""}`);
 };
 
 export default dailyUsageReport;

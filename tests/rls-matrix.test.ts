@@ -81,6 +81,8 @@ describe("reads: who sees Acme's rows", () => {
     subscriptions: "select 1 from app_public.subscriptions where organization_id = $1",
     subscription_payment_details: "select 1 from app_public.subscription_payment_details where organization_id = $1",
     usage_reports: "select 1 from app_public.usage_reports where organization_id = $1",
+    membership_preferences:
+      "select 1 from app_public.membership_preferences p join app_public.organization_memberships m on m.id = p.membership_id where m.organization_id = $1 and m.role = 'owner'",
   };
   const expected: Record<keyof typeof tables, Record<Viewer, boolean>> = {
     organizations: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
@@ -94,6 +96,8 @@ describe("reads: who sees Acme's rows", () => {
     // Payment details are for the people who manage billing.
     subscription_payment_details: { anonymous: false, outsider: false, member: false, admin: true, owner: true, siteAdmin: true },
     usage_reports: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    // The owner's own preferences: nobody else's business, site admins' neither.
+    membership_preferences: { anonymous: false, outsider: false, member: false, admin: false, owner: true, siteAdmin: false },
   };
   for (const [table, sql] of Object.entries(tables) as Array<[keyof typeof tables, string]>) {
     it(`${table}`, async () => {
@@ -188,14 +192,19 @@ describe("writes", () => {
     }
   });
 
-  it("usage reports: computed by the database only; a member changes only their own email preference", async () => {
+  it("usage reports and preferences: computed and kept by the database; each member reads and changes only their own preferences", async () => {
     for (const viewer of VIEWERS) {
       expect(await attempt(viewer, "update app_public.usage_reports set tasks_created = 0")).toBe("42501");
       expect(await attempt(viewer, "insert into app_public.usage_reports (organization_id, day, tasks_created, tasks_completed, tasks_overdue, comments, active_members, actions, projects, members, tasks) values ($1, current_date, 0, 0, 0, 0, 0, 0, 0, 0, 0)", [t.acme.id])).toBe("42501");
       expect(await attempt(viewer, "delete from app_public.usage_reports")).toBe("42501");
-      expect(await attempt(viewer, "update app_public.organization_memberships set email_daily_report = false")).toBe("42501");
+      expect(await attempt(viewer, "update app_public.membership_preferences set email_daily_report = false")).toBe("42501");
+      expect(await attempt(viewer, "delete from app_public.membership_preferences")).toBe("42501");
       expect(await attempt(viewer, "select * from app_private.usage_report_emails")).toBe("42501");
     }
+    const own = "select 1 from app_public.membership_preferences p join app_public.organization_memberships m on m.id = p.membership_id where m.organization_id = $1";
+    const seen = Object.fromEntries(await Promise.all(VIEWERS.map(async (v) => [v, await count(v, own, [t.acme.id])])));
+    // Everyone in Acme sees exactly one row: their own (the site admin is not a member).
+    expect(seen).toEqual({ anonymous: 0, outsider: 0, member: 1, admin: 1, owner: 1, siteAdmin: 0 });
     for (const viewer of ["member", "admin", "owner"] as const) {
       expect(await attempt(viewer, "select app_public.update_membership_preferences($1, false)", [t.acme.id])).toBe(1);
     }

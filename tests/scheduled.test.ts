@@ -4,7 +4,8 @@ import { Logger, parseCrontab, run, runOnce } from "graphile-worker";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
 import { makeWorkerPreset } from "../src/worker/preset.ts";
-import { buildTestApp, type TestApp } from "./helpers/app.ts";
+import { workerLogger } from "../src/worker/runner.ts";
+import { buildTestApp, captureLogger, type TestApp } from "./helpers/app.ts";
 import { RELAXED_LIMITS, recipient, signUp, type SignedUp } from "./helpers/auth.ts";
 import { createTestDatabase, rewriteHistory, type TestDatabase } from "./helpers/database.ts";
 import { runJobs } from "./helpers/jobs.ts";
@@ -39,29 +40,41 @@ interface Team {
   owner: SignedUp;
   admin: SignedUp;
   quietAdmin: SignedUp;
+  unconfirmedAdmin: SignedUp;
   member: SignedUp;
   organizationId: string;
 }
 
-/** An organization that existed before `since`: an owner, two admins (one who turned the report off) and a member. */
+const PREFERENCES = `mutation ($org: UUID!, $on: Boolean!) { updateMembershipPreferences(input: { organizationId: $org, emailDailyReport: $on }) {
+  preferences { emailDailyReport membership { userId } } } }`;
+
+/**
+ * An organization that existed before `since`: an owner, three admins (one who turned the report
+ * off, one who never confirmed their address) and a member.
+ */
 async function team(name: string, since = "2026-02-01T00:00:00Z"): Promise<Team> {
-  const [owner, admin, quietAdmin, member] = await Promise.all([signUp(api, { name: "Olive" }), signUp(api, { name: "Adam" }), signUp(api), signUp(api)]);
+  const [owner, admin, quietAdmin, unconfirmedAdmin, member] = await Promise.all([
+    signUp(api, { name: "Olive" }),
+    signUp(api, { name: "Adam" }),
+    signUp(api),
+    signUp(api),
+    signUp(api),
+  ]);
+  await db.root.query("update app_public.users set email_verified_at = now() where id = any($1)", [[owner.id, admin.id, quietAdmin.id, member.id]]);
   const org = await gqlOk(api, owner.accessToken, `mutation ($slug: String!, $name: String!) { createOrganization(input: { slug: $slug, name: $name }) { organization { rowId } } }`, {
     slug: `rep-${owner.id.slice(0, 12)}`,
     name,
   });
   const organizationId = org.createOrganization.organization.rowId as string;
   await db.root.query(
-    "insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'admin'), ($1, $3, 'admin'), ($1, $4, 'member')",
-    [organizationId, admin.id, quietAdmin.id, member.id],
+    "insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'admin'), ($1, $3, 'admin'), ($1, $4, 'admin'), ($1, $5, 'member')",
+    [organizationId, admin.id, quietAdmin.id, unconfirmedAdmin.id, member.id],
   );
-  await gqlOk(api, quietAdmin.accessToken, `mutation ($org: UUID!) { updateMembershipPreferences(input: { organizationId: $org, emailDailyReport: false }) { membership { emailDailyReport } } }`, {
-    org: organizationId,
-  });
+  await gqlOk(api, quietAdmin.accessToken, PREFERENCES, { org: organizationId, on: false });
   await backdate("update app_public.organizations set created_at = $2 where id = $1", [organizationId, since]);
   await backdate("update app_public.organization_memberships set created_at = $2 where organization_id = $1", [organizationId, since]);
   await backdate("update app_public.activity set created_at = $2 where organization_id = $1", [organizationId, since]);
-  return { owner, admin, quietAdmin, member, organizationId };
+  return { owner, admin, quietAdmin, unconfirmedAdmin, member, organizationId };
 }
 
 /** A day's work in the organization, through the API, then moved to `day` (UTC). */
@@ -148,16 +161,17 @@ describe("daily_usage_report", () => {
       active_members: 2,
       actions: 6,
       projects: 1,
-      members: 4,
+      members: 5,
       tasks: 3,
     });
     // A quiet organization gets its row, and no email.
-    expect(await reportOf(idle.organizationId, DAY)).toMatchObject({ actions: 0, members: 4, tasks: 0 });
+    expect(await reportOf(idle.organizationId, DAY)).toMatchObject({ actions: 0, members: 5, tasks: 0 });
 
     const subject = `Busy Co: daily report for ${DAY}`;
     expect(mailTo(busy.owner, subject)).toHaveLength(1);
     expect(mailTo(busy.admin, subject)).toHaveLength(1);
     expect(mailTo(busy.quietAdmin)).toEqual([]);
+    expect(mailTo(busy.unconfirmedAdmin)).toEqual([]); // nobody can sign a stranger's address up for daily mail
     expect(mailTo(busy.member)).toEqual([]);
     for (const who of [idle.owner, idle.admin]) expect(mailTo(who)).toEqual([]);
 
@@ -165,23 +179,38 @@ describe("daily_usage_report", () => {
     expect(email.text).toContain("Here is what happened in Busy Co on 2026-03-01 (UTC), next to the daily average of the 7 day(s) before.");
     expect(email.text).toMatch(/Tasks created\s+3\s+1\.0/);
     expect(email.text).toMatch(/Comments\s+1\s+2\.0/);
-    expect(email.text).toContain("At the end of the day: 1 project(s), 3 task(s), 4 member(s).");
+    expect(email.text).toContain("At the end of the day: 1 project(s), 3 task(s), 5 member(s).");
     expect(email.text).toContain(`https://app.example.com/organizations/${busy.organizationId}/settings/notifications`);
     expect(email.html).toMatch(/<td[^>]*>Tasks created<\/td><td[^>]*>3<\/td><td[^>]*>1\.0<\/td>/);
   });
 
-  it("run again, and from two workers at once, adds no row and no email", async () => {
+  it("run again, and from two workers at once, adds no row and no email, and a stored report stands", async () => {
     const before = smtp.messages.length;
-    const { rows: reportsBefore } = await db.root.query("select count(*)::int as n from app_public.usage_reports");
-    // The same run queued twice (two processes' crons, or an operator) and worked by two workers at once.
+    const stored = await reportOf(busy.organizationId, DAY);
+    // Later changes to the tables do not rewrite a day already reported.
+    await db.root.query("delete from app_public.tasks where organization_id = $1 and title = 'Celebrate'", [busy.organizationId]);
     await queue("daily_usage_report", { _cron: { ts: "2026-03-02T00:15:00.000Z", backfilled: false } });
-    await queue("daily_usage_report", { now: "2026-03-02T00:15:00.000Z" });
+    await runJobs(db);
+    expect(await reportOf(busy.organizationId, DAY)).toEqual(stored);
+    expect(smtp.messages.length).toBe(before);
+
+    // A new day's run queued twice (two processes' crons, or an operator) and worked by two workers at once.
+    await work(busy, "2026-03-04");
+    await queue("daily_usage_report", { _cron: { ts: "2026-03-05T00:15:00.000Z", backfilled: false } });
+    await queue("daily_usage_report", { now: "2026-03-05T00:15:00.000Z" });
     const worker = () => runOnce({ pgPool: db.root, preset: makeWorkerPreset({ concurrency: 2 }), noHandleSignals: true, logger: quiet });
     await Promise.all([worker(), worker()]);
     await runJobs(db);
-    expect(smtp.messages.length).toBe(before);
-    const { rows: reportsAfter } = await db.root.query("select count(*)::int as n from app_public.usage_reports");
-    expect(reportsAfter).toEqual(reportsBefore);
+    const subject = "Busy Co: daily report for 2026-03-04";
+    for (const who of [busy.owner, busy.admin]) expect(mailTo(who, subject)).toHaveLength(1);
+    const { rows } = await db.root.query("select count(*)::int as n from app_public.usage_reports where organization_id = $1 and day = '2026-03-04'", [
+      busy.organizationId,
+    ]);
+    expect(rows).toEqual([{ n: 1 }]);
+    // The day in between, which nobody reported, was filled in for the average.
+    expect(await reportOf(busy.organizationId, "2026-03-03")).toMatchObject({ actions: 0 });
+    const email = mailTo(busy.owner, subject)[0]!;
+    expect(email.text).toMatch(/Tasks created\s+3\s+1\.0/); // (1 × 4 days + 3 + 0 + 0) / 7
   });
 
   it("members read their organization's reports in GraphQL, by date range and in order; others read none", async () => {
@@ -205,21 +234,24 @@ describe("daily_usage_report", () => {
   });
 
   it("each member changes their own preference, and only theirs", async () => {
-    const SET = `mutation ($org: UUID!, $on: Boolean!) { updateMembershipPreferences(input: { organizationId: $org, emailDailyReport: $on }) { membership { userId emailDailyReport } } }`;
+    const SET = PREFERENCES;
     const changed = await gqlOk(api, busy.admin.accessToken, SET, { org: busy.organizationId, on: false });
-    expect(changed.updateMembershipPreferences.membership).toEqual({ userId: busy.admin.id, emailDailyReport: false });
+    expect(changed.updateMembershipPreferences.preferences).toEqual({ emailDailyReport: false, membership: { userId: busy.admin.id } });
+    // Each member reads their own preferences, and nobody else's.
+    const MINE = `query ($org: UUID!) { organization(rowId: $org) { organizationMemberships { nodes { userId preferences { emailDailyReport } } } } }`;
+    const seen = (await gqlOk(api, busy.owner.accessToken, MINE, { org: busy.organizationId })).organization.organizationMemberships.nodes as Array<{
+      userId: string;
+      preferences: { emailDailyReport: boolean } | null;
+    }>;
+    expect(seen.find((m) => m.userId === busy.owner.id)!.preferences).toEqual({ emailDailyReport: true });
+    expect(seen.filter((m) => m.userId !== busy.owner.id).map((m) => m.preferences)).toEqual([null, null, null, null]);
     expect(await gqlError(api, idle.owner.accessToken, SET, { org: busy.organizationId, on: false })).toEqual({ code: "not_found", message: "Organization not found." });
     expect((await gqlError(api, undefined, SET, { org: busy.organizationId, on: false })).code).toBe("forbidden");
-    // A preference is not organization history.
-    const { rows } = await db.root.query("select count(*)::int as n from app_public.activity where organization_id = $1 and diff ? 'email_daily_report'", [
-      busy.organizationId,
-    ]);
-    expect(rows).toEqual([{ n: 0 }]);
 
-    await work(busy, "2026-03-02");
-    await queue("daily_usage_report", { day: "2026-03-02" });
+    await work(busy, "2026-03-06");
+    await queue("daily_usage_report", { day: "2026-03-06" });
     await runJobs(db);
-    const subject = "Busy Co: daily report for 2026-03-02";
+    const subject = "Busy Co: daily report for 2026-03-06";
     expect(mailTo(busy.owner, subject)).toHaveLength(1);
     expect(mailTo(busy.admin, subject)).toEqual([]);
     await gqlOk(api, busy.admin.accessToken, SET, { org: busy.organizationId, on: true });
@@ -233,16 +265,33 @@ describe("daily_usage_report", () => {
        values ('daily_usage_report', now() - interval '30 days', date_trunc('day', now()) - interval '3 days' + interval '15 minutes')
        on conflict (identifier) do update set last_execution = excluded.last_execution`,
     );
-    const day = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString().slice(0, 10);
-    const passedToday = new Date().getUTCHours() > 0 || new Date().getUTCMinutes() >= 15;
-    const expected = passedToday ? [day(3), day(2), day(1)] : [day(3), day(2)];
-    const runner = await run({ pgPool: db.root, preset: makeWorkerPreset({ concurrency: 2 }), noHandleSignals: true, logger: quiet });
+    // Each 00:15 run since the last known one reports the day before it; worked out at each look,
+    // so a test running across 00:15 UTC expects today's run once it is due.
+    const expected = () => {
+      const days: string[] = [];
+      for (let ago = 2; ago >= 0; ago--) {
+        const run = new Date(Date.now() - ago * 86_400_000);
+        run.setUTCHours(0, 15, 0, 0);
+        if (run.getTime() <= Date.now()) days.push(new Date(run.getTime() - 86_400_000).toISOString().slice(0, 10));
+      }
+      return days;
+    };
+    // What the runs said they queued (the report job itself also fills in earlier missing days,
+    // so the rows alone would not show which runs happened).
+    const log = captureLogger("info");
+    const queuedDays = () =>
+      log
+        .lines()
+        .map((line) => /^queued the (\d{4}-\d\d-\d\d) usage report/.exec(String(line.msg))?.[1])
+        .filter((day): day is string => day !== undefined)
+        .sort();
+    const runner = await run({ pgPool: db.root, preset: makeWorkerPreset({ concurrency: 2 }), noHandleSignals: true, logger: workerLogger(log.logger) });
     try {
-      await expect
-        .poll(async () => (await db.root.query("select day::text from app_public.usage_reports where organization_id = $1 order by day", [late.organizationId])).rows.map((r) => r.day), {
-          timeout: 15_000,
-        })
-        .toEqual(expected);
+      await expect.poll(() => queuedDays().join() === expected().join(), { timeout: 15_000 }).toBe(true);
+      const reported = async () =>
+        (await db.root.query("select day::text from app_public.usage_reports where organization_id = $1", [late.organizationId])).rows.map((r) => r.day);
+      await expect.poll(reported, { timeout: 10_000 }).toEqual(expect.arrayContaining(expected()));
+      expect(log.lines().some((line) => String(line.msg).includes("(catching up on a run missed while no worker ran)"))).toBe(true);
     } finally {
       await runner.stop();
     }
@@ -256,7 +305,7 @@ describe("subscription_renewal_reminders", () => {
     const { rows: plan } = await db.root.query(
       "insert into app_public.plans (stripe_product_id, stripe_price_id, name, amount, currency, interval) values ('prod_renew', 'price_renew', 'Pro', 2900, 'eur', 'month') returning id",
     );
-    const others = await Promise.all([team("Later Co"), team("Ending Co"), team("Trial Co"), team("Told Co")]);
+    const others = await Promise.all([team("Later Co"), team("Ending Co"), team("Trial Co"), team("Told Co"), team("Cancel-at Co")]);
     // One current subscription per organization, so each case has an organization of its own.
     const subscribe = (org: string, id: string, fields: string) =>
       db.root.query(
@@ -269,14 +318,17 @@ describe("subscription_renewal_reminders", () => {
     await subscribe(others[1]!.organizationId, "sub_ending", "'active', '2026-03-15T00:00:00Z', true, null");
     await subscribe(others[2]!.organizationId, "sub_trial", "'trialing', '2026-03-12T00:00:00Z', false, '2026-03-12T00:00:00Z'");
     await subscribe(others[3]!.organizationId, "sub_trial_told", "'trialing', '2026-03-12T00:00:00Z', false, '2026-03-12T00:00:00Z'");
+    await subscribe(others[4]!.organizationId, "sub_cancel_at", "'active', '2026-03-15T00:00:00Z', false, null");
+    await db.root.query("update app_public.subscriptions set cancel_at = '2026-03-14T00:00:00Z' where stripe_subscription_id = 'sub_cancel_at'");
     // Stripe's trial_will_end already caused this one's reminder.
     await db.root.query("insert into app_private.billing_notices (kind, key, organization_id) values ('trial_ending', $1, $2)", [
       `sub_trial_told:${Date.parse("2026-03-12T00:00:00Z") / 1000}`,
       others[3]!.organizationId,
     ]);
 
-    for (let i = 0; i < 2; i++) {
-      await queue("subscription_renewal_reminders", { _cron: { ts: NOW, backfilled: i > 0 } });
+    // The same run twice, then the next days' runs, which see the same renewals in their window.
+    for (const ts of [NOW, NOW, "2026-03-11T08:00:00Z", "2026-03-12T08:00:00Z"]) {
+      await queue("subscription_renewal_reminders", { _cron: { ts, backfilled: false } });
       await runJobs(db);
     }
     const renewal = mailTo(t.owner, "Your Pro plan for Renewing Co renews on 2026-03-15");
@@ -287,5 +339,6 @@ describe("subscription_renewal_reminders", () => {
     expect(mailTo(others[1]!.owner)).toEqual([]);
     expect(mailTo(others[2]!.owner, "Your Pro trial for Trial Co ends on 2026-03-12")).toHaveLength(1);
     expect(mailTo(others[3]!.owner)).toEqual([]);
+    expect(mailTo(others[4]!.owner)).toEqual([]); // set to end before it would renew
   });
 });

@@ -1,5 +1,5 @@
 --! Previous: sha1:b9648638b518dce9a9c3909300900ceb33c9bad2
---! Hash: sha1:a32bb3f97e23578c7d2a245df05f649eeea1cab1
+--! Hash: sha1:b4626b0b8696fa48e3a96f4bd8abc57e8779260c
 --! Message: Scheduled work
 
 --------------------------------------------------------------------------------
@@ -15,7 +15,6 @@
 --------------------------------------------------------------------------------
 
 drop function if exists app_private.cleanup_batch(text, int, timestamptz);
-drop function if exists app_private.cleanup_expired();
 drop function if exists app_private.send_renewal_reminders(timestamptz);
 drop function if exists app_private.queue_usage_reports(date);
 drop function if exists app_private.deliver_usage_report(uuid, date);
@@ -23,40 +22,71 @@ drop function if exists app_private.compute_usage_report(uuid, date);
 drop function if exists app_public.update_membership_preferences(uuid, boolean);
 drop table if exists app_private.usage_report_emails;
 drop table if exists app_public.usage_reports;
-alter table app_public.organization_memberships drop column if exists email_daily_report;
+drop trigger if exists _200_preferences on app_public.organization_memberships;
+drop function if exists app_private.tg_memberships__preferences();
+drop table if exists app_public.membership_preferences;
 
 --------------------------------------------------------------------------------
--- A member's own preference
+-- A member's own preferences: nobody else's business, so a table of their own
 --------------------------------------------------------------------------------
 
-alter table app_public.organization_memberships add column email_daily_report boolean not null default true;
--- A preference is nobody else's business: only role changes are organization history.
-drop trigger if exists _500_activity on app_public.organization_memberships;
-create trigger _500_activity after insert or delete or update of role on app_public.organization_memberships
-  for each row execute function app_private.tg__activity('membership');
-comment on column app_public.organization_memberships.email_daily_report is
-  'Whether this member, when an owner or admin, receives the daily usage report by email; each member changes their own with updateMembershipPreferences.';
+create table app_public.membership_preferences (
+  membership_id uuid primary key references app_public.organization_memberships on delete cascade,
+  email_daily_report boolean not null default true,
+  updated_at timestamptz not null default now()
+);
+comment on table app_public.membership_preferences is
+  E'@behavior -insert -update -delete\nYour own settings in an organization (one row per membership, made with it); only you see them. Change them with updateMembershipPreferences.';
+comment on constraint membership_preferences_membership_id_fkey on app_public.membership_preferences is
+  E'@fieldName membership\n@foreignFieldName preferences';
+comment on column app_public.membership_preferences.email_daily_report is
+  'Whether you receive the daily usage report by email (it goes to owners and admins).';
+
+alter table app_public.membership_preferences enable row level security;
+create policy select_own on app_public.membership_preferences for select
+  using (exists (select 1 from app_public.organization_memberships m
+    where m.id = membership_id and m.user_id = (select app_public.current_user_id())));
+grant select on app_public.membership_preferences to :DATABASE_ANONYMOUS, :DATABASE_USER;
+
+create function app_private.tg_memberships__preferences() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+begin
+  insert into app_public.membership_preferences (membership_id) values (new.id) on conflict do nothing;
+  return null;
+end;
+$$;
+comment on function app_private.tg_memberships__preferences() is 'Trigger: every membership has its preferences row, with the defaults.';
+create trigger _200_preferences after insert on app_public.organization_memberships
+  for each row execute function app_private.tg_memberships__preferences();
+insert into app_public.membership_preferences (membership_id) select id from app_public.organization_memberships;
 
 create function app_public.update_membership_preferences(organization_id uuid, email_daily_report boolean)
-returns app_public.organization_memberships
+returns app_public.membership_preferences
 language plpgsql volatile security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
 declare
-  v_membership app_public.organization_memberships;
+  v_membership_id uuid;
+  v_preferences app_public.membership_preferences;
 begin
   perform app_private.require_user();
-  update app_public.organization_memberships m set email_daily_report = update_membership_preferences.email_daily_report
-    where m.organization_id = update_membership_preferences.organization_id and m.user_id = app_public.current_user_id()
-    returning * into v_membership;
-  if v_membership.id is null then
+  select m.id into v_membership_id from app_public.organization_memberships m
+    where m.organization_id = update_membership_preferences.organization_id and m.user_id = app_public.current_user_id();
+  if v_membership_id is null then
     raise exception 'Organization not found.' using errcode = 'OS404';
   end if;
-  return v_membership;
+  insert into app_public.membership_preferences as p (membership_id, email_daily_report)
+    values (v_membership_id, coalesce(update_membership_preferences.email_daily_report, true))
+    on conflict (membership_id) do update set
+      email_daily_report = coalesce(update_membership_preferences.email_daily_report, p.email_daily_report), updated_at = now()
+    returning * into v_preferences;
+  return v_preferences;
 end;
 $$;
 comment on function app_public.update_membership_preferences(uuid, boolean) is
-  E'@resultFieldName membership\nChanges your own preferences in an organization you belong to: emailDailyReport turns the daily usage report email on or off (it goes to owners and admins).';
+  E'@resultFieldName preferences\nChanges your own preferences in an organization you belong to: emailDailyReport turns the daily usage report email on or off (it goes to owners and admins). Omitted settings stay as they are.';
 grant execute on function app_public.update_membership_preferences(uuid, boolean) to :DATABASE_USER;
 
 --------------------------------------------------------------------------------
@@ -135,27 +165,38 @@ as $$
     (select count(*) from app_public.tasks t where t.organization_id = compute_usage_report.organization_id and t.created_at < b.ends),
     now()
   from bounds b
-  on conflict (organization_id, day) do update set
-    tasks_created = excluded.tasks_created, tasks_completed = excluded.tasks_completed, tasks_overdue = excluded.tasks_overdue,
-    comments = excluded.comments, active_members = excluded.active_members, actions = excluded.actions,
-    projects = excluded.projects, members = excluded.members, tasks = excluded.tasks, computed_at = excluded.computed_at
+  where exists (select 1 from app_public.organizations o where o.id = compute_usage_report.organization_id)
+  -- The first computation, made just after the day, stands: the tables have moved on since.
+  on conflict (organization_id, day) do nothing
   returning r.*;
 $$;
 comment on function app_private.compute_usage_report(uuid, date) is
-  'Computes (or recomputes) an organization''s usage report for a UTC day from the activity log and the tables, and stores it.';
+  'Computes an organization''s usage report for a UTC day from the activity log and the tables and stores it, unless it is already stored (the first computation, made just after the day, stands). Returns the new row, or nothing.';
 
 create function app_private.deliver_usage_report(organization_id uuid, day date) returns int
 language plpgsql volatile
 set search_path = pg_catalog, public, pg_temp
 as $$
 declare
-  v_report app_public.usage_reports := app_private.compute_usage_report(deliver_usage_report.organization_id, deliver_usage_report.day);
+  v_report app_public.usage_reports;
   v_averages record;
   v_metrics jsonb;
   v_recipient record;
   v_queued int := 0;
 begin
-  if v_report.actions = 0 then
+  if not exists (select 1 from app_public.organizations o where o.id = deliver_usage_report.organization_id) then
+    return 0;  -- deleted since the job was queued
+  end if;
+  -- The week before, as far as the organization existed, so the average does not depend on
+  -- which day's job ran first (backfilled days run side by side).
+  perform app_private.compute_usage_report(deliver_usage_report.organization_id, d::date)
+    from generate_series(deliver_usage_report.day - 7, deliver_usage_report.day, interval '1 day') d
+    where not exists (select 1 from app_public.usage_reports r where r.organization_id = deliver_usage_report.organization_id and r.day = d::date)
+      and exists (select 1 from app_public.organizations o where o.id = deliver_usage_report.organization_id
+        and o.created_at < ((d::date + 1)::timestamp at time zone 'UTC'));
+  select * into v_report from app_public.usage_reports r
+    where r.organization_id = deliver_usage_report.organization_id and r.day = deliver_usage_report.day;
+  if v_report.actions is null or v_report.actions = 0 then
     return 0;  -- a quiet day: the row is kept, nobody is emailed
   end if;
   select count(*) as days, avg(r.tasks_created) as tasks_created, avg(r.tasks_completed) as tasks_completed,
@@ -174,7 +215,11 @@ begin
       from app_public.organization_memberships m
       join app_public.users u on u.id = m.user_id
       join app_public.organizations o on o.id = m.organization_id
-      where m.organization_id = deliver_usage_report.organization_id and m.role in ('owner', 'admin') and m.email_daily_report
+      left join app_public.membership_preferences p on p.membership_id = m.id
+      where m.organization_id = deliver_usage_report.organization_id and m.role in ('owner', 'admin')
+        and coalesce(p.email_daily_report, true)
+        -- Only confirmed addresses: nobody can sign a stranger's address up for daily mail.
+        and u.email_verified_at is not null
       order by u.id
   loop
     insert into app_private.usage_report_emails (organization_id, day, user_id)
@@ -196,7 +241,7 @@ begin
 end;
 $$;
 comment on function app_private.deliver_usage_report(uuid, date) is
-  'For the usage_report job: stores the day''s report and, unless nobody did anything, emails it with the previous 7 days'' averages to owners and admins who want it, each once. Returns how many emails were queued.';
+  'For the usage_report job: stores the day''s report (and any missing day of the week before) and, unless nobody did anything, emails it with the previous 7 days'' averages to owners and admins with a confirmed address who want it, each once. Returns how many emails were queued.';
 
 create function app_private.queue_usage_reports(day date) returns int
 language plpgsql volatile
@@ -210,8 +255,8 @@ begin
   for v_organization_id in
     select o.id from app_public.organizations o where o.created_at < ((day + 1)::timestamp at time zone 'UTC') order by o.id
   loop
-    perform graphile_worker.add_job('usage_report', json_build_object('organizationId', v_organization_id, 'day', day),
-      job_key := 'usage_report:' || v_organization_id || ':' || day, max_attempts := 5);
+    perform graphile_worker.add_job('usage_report', json_build_object('organizationId', v_organization_id, 'day', to_char(day, 'YYYY-MM-DD')),
+      job_key := 'usage_report:' || v_organization_id || ':' || to_char(day, 'YYYY-MM-DD'), max_attempts := 5);
     v_count := v_count + 1;
   end loop;
   return v_count;
@@ -277,6 +322,8 @@ as $$
 declare
   v_count int;
 begin
+  -- Never ahead of the database's clock, whatever the job was given.
+  now := least(now, pg_catalog.now());
   -- Each call removes at most batch_size rows of one category and commits, so no lock is held long.
   case category
   when 'rate_limits' then
@@ -289,6 +336,11 @@ begin
     -- Their refresh tokens go with them.
     delete from app_private.sessions where id = any(array(
       select id from app_private.sessions where expires_at < now - interval '7 days' or revoked_at < now - interval '7 days' limit batch_size));
+  when 'refresh_tokens' then
+    -- Spent tokens of live sessions, a month after use: too old for reuse detection to matter
+    -- (presenting one is then simply refused). The newest token of a session is never spent.
+    delete from app_private.refresh_tokens where id = any(array(
+      select id from app_private.refresh_tokens where used_at < now - interval '30 days' limit batch_size));
   when 'email_tokens' then
     delete from app_private.email_tokens where id = any(array(
       select id from app_private.email_tokens where expires_at < now - interval '7 days' or used_at < now - interval '7 days' limit batch_size));
@@ -296,14 +348,24 @@ begin
     delete from app_private.trusted_devices where id = any(array(
       select id from app_private.trusted_devices where last_used_at < now - interval '90 days' limit batch_size));
   when 'invitations' then
+    -- Expired a month ago: until then the invitee hears "expired" and managers see it.
     delete from app_public.organization_invitations where id = any(array(
-      select id from app_public.organization_invitations where accepted_at is null and expires_at < now limit batch_size));
+      select id from app_public.organization_invitations where accepted_at is null and expires_at < now - interval '30 days' limit batch_size));
   when 'unverified_users' then
-    delete from app_public.users where id = any(array(
-      select u.id from app_public.users u
-        where u.email_verified_at is null and u.created_at < now - interval '7 days' and not u.is_admin
-          and not exists (select 1 from app_public.organization_memberships m where m.user_id = u.id)
-        limit batch_size));
+    -- Candidates are locked first, skipping any being verified or joining at this moment; the
+    -- delete then checks them again as they are now.
+    delete from app_public.users u where u.id = any(array(
+      select c.id from app_public.users c
+        where c.email_verified_at is null and c.created_at < now - interval '7 days' and not c.is_admin
+        order by c.created_at limit batch_size
+        for update skip locked))
+      and u.email_verified_at is null and not u.is_admin
+      and not exists (select 1 from app_public.organization_memberships m where m.user_id = u.id)
+      -- Waiting on a pending invitation, or on a confirmation link sent this week: not abandoned.
+      and not exists (select 1 from app_public.organization_invitations i
+        where i.email = u.email and i.accepted_at is null and i.expires_at > now)
+      and not exists (select 1 from app_private.email_tokens t
+        where t.user_id = u.id and t.purpose = 'verify_email' and t.created_at > now - interval '7 days');
   when 'stripe_event_payloads' then
     update app_private.stripe_events set payload = null where id = any(array(
       select id from app_private.stripe_events where payload is not null and received_at < now - interval '90 days' limit batch_size));
@@ -323,4 +385,45 @@ begin
 end;
 $$;
 comment on function app_private.cleanup_batch(text, int, timestamptz) is
-  E'For the cleanup job: removes at most batch_size rows of one category that are past retention at `now`, and returns how many. Categories: rate_limits and login_failures (1 day), sessions (with their refresh tokens) and email_tokens (7 days after they ended), trusted_devices (unused 90 days), invitations (expired, never accepted), unverified_users (7 days old, no organization, not a site admin), stripe_event_payloads (90 days; the ids stay), usage_report_emails (30 days), failed_jobs (graphile-worker jobs that used up their attempts 30 days ago).';
+  E'For the cleanup job: removes at most batch_size rows of one category that are past retention at `now` (never later than the database''s clock), and returns how many. Categories: rate_limits and login_failures (1 day), sessions (with their refresh tokens) and email_tokens (7 days after they ended), refresh_tokens (spent 30 days ago), trusted_devices (unused 90 days), invitations (expired 30 days ago, never accepted), unverified_users (7 days old, no organization, not a site admin, no pending invitation, no confirmation link sent in the last 7 days), stripe_event_payloads (90 days; the ids stay), usage_report_emails (30 days), failed_jobs (graphile-worker jobs that used up their attempts 30 days ago).';
+
+create or replace function app_private.cleanup_expired() returns json
+language plpgsql volatile
+set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+  v_category text;
+  v_removed int;
+  v_total int;
+  v_counts jsonb := '{}';
+begin
+  foreach v_category in array array['rate_limits', 'login_failures', 'sessions', 'refresh_tokens', 'email_tokens', 'trusted_devices',
+      'invitations', 'unverified_users', 'stripe_event_payloads', 'usage_report_emails', 'failed_jobs'] loop
+    v_total := 0;
+    loop
+      v_removed := app_private.cleanup_batch(v_category, 1000, now());
+      v_total := v_total + v_removed;
+      exit when v_removed < 1000;
+    end loop;
+    v_counts := v_counts || jsonb_build_object(v_category, v_total);
+  end loop;
+  return v_counts;
+end;
+$$;
+comment on function app_private.cleanup_expired() is
+  'Deprecated: everything cleanup_batch removes, in one transaction (the cleanup job batches instead). Kept so workers of the previous release keep working during a rolling deploy.';
+
+-- What cleanup looks for, found without reading whole tables.
+create index if not exists sessions_expires_at_idx on app_private.sessions (expires_at);
+create index if not exists sessions_revoked_at_idx on app_private.sessions (revoked_at) where revoked_at is not null;
+create index if not exists email_tokens_expires_at_idx on app_private.email_tokens (expires_at);
+create index if not exists refresh_tokens_used_at_idx on app_private.refresh_tokens (used_at) where used_at is not null;
+create index if not exists organization_invitations_expires_at_idx on app_public.organization_invitations (expires_at) where accepted_at is null;
+create index if not exists organization_invitations_email_idx on app_public.organization_invitations (email) where accepted_at is null;
+create index if not exists users_unverified_created_at_idx on app_public.users (created_at) where email_verified_at is null;
+create index if not exists stripe_events_payload_received_at_idx on app_private.stripe_events (received_at) where payload is not null;
+
+-- Old spent refresh tokens can go while their session lives: a token's child outlives it.
+alter table app_private.refresh_tokens drop constraint if exists refresh_tokens_parent_id_fkey;
+alter table app_private.refresh_tokens add constraint refresh_tokens_parent_id_fkey
+  foreign key (parent_id) references app_private.refresh_tokens on delete set null;

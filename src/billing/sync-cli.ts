@@ -10,11 +10,7 @@ function every(interval: string | null, count: number): string {
 }
 
 runOwnerCommand(async (client, config) => {
-  const stripe = createStripeClient(config.stripe);
-  if (!stripe) {
-    console.error("STRIPE_SECRET_KEY is not set: there is no Stripe account to sync plans from.");
-    return 1;
-  }
+  const stripe = createStripeClient(config.stripe)!;
   // Taken before listing: a webhook sync that fetched later wins over this run.
   const { rows: clock } = await client.query<{ now: Date }>("select clock_timestamp() as now");
   const fetchedAt = clock[0]!.now;
@@ -61,4 +57,4 @@ runOwnerCommand(async (client, config) => {
     return 1;
   }
   return 0;
-});
+}, (config) => (config.stripe.secretKey ? undefined : "STRIPE_SECRET_KEY is not set: there is no Stripe account to sync plans from."));

@@ -8,9 +8,18 @@ import { openDatabase } from "./database.ts";
  * to DATABASE_URL, or to the embedded database, joined if `npm start` runs it and started for the
  * command otherwise. Exits with the command's code; a failure prints its message, not a stack.
  */
-export function runOwnerCommand(command: (client: pg.Client, config: Config) => Promise<number>): void {
+export function runOwnerCommand(
+  command: (client: pg.Client, config: Config) => Promise<number>,
+  /** Checked before the database is opened; a message means the command cannot run (exit 1). */
+  precheck?: (config: Config) => string | undefined,
+): void {
   const main = async () => {
     const config = loadConfig();
+    const problem = precheck?.(config);
+    if (problem) {
+      console.error(problem);
+      return 1;
+    }
     const database = await openDatabase(config, createLogger({ level: "warn" }));
     const client = new pg.Client({ connectionString: database.urls.owner });
     try {

@@ -42,12 +42,14 @@ function databaseGauges(registry: Registry, ownerPool: pg.Pool): void {
     });
   queried(
     "worker_jobs",
-    "Jobs in graphile-worker's queue by task and state: queued (waiting or retrying), running, failed (used up their attempts). `npm run jobs` lists them.",
+    "Jobs in graphile-worker's queue by task and state: queued (waiting or retrying), locked (running, or fetched by a worker to run next), failed (used up their attempts). `npm run jobs` lists them.",
     ["task", "state"],
-    `select task_identifier as task,
-            case when locked_at is not null then 'running' when attempts >= max_attempts then 'failed' else 'queued' end as state,
-            count(*)::int as n
-     from graphile_worker.jobs group by 1, 2`,
+    `select t.identifier as task, s.state, count(j.id)::int as n
+     from graphile_worker._private_tasks t
+     cross join (values ('queued'), ('locked'), ('failed')) as s (state)
+     left join graphile_worker.jobs j on j.task_identifier = t.identifier
+       and s.state = case when j.locked_at is not null then 'locked' when j.attempts >= j.max_attempts then 'failed' else 'queued' end
+     group by 1, 2`,
   );
   queried(
     "worker_jobs_failed_permanently",

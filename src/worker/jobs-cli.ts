@@ -1,4 +1,4 @@
-// `npm run jobs`: what graphile-worker has to do, from its tables: queued, running and failed jobs
+// `npm run jobs`: what graphile-worker has to do, from its tables: queued, locked and failed jobs
 // (with their last error) and the crontab's schedules with their next and last run.
 // `npm run jobs -- retry <id>…` or `npm run jobs -- retry --failed` runs failed jobs again now,
 // with fresh attempts.
@@ -57,7 +57,7 @@ function nextRun(item: ParsedCronItem, from: Date): Date | null {
 
 async function list(client: pg.Client): Promise<void> {
   const { rows: counts } = await client.query<{ state: string; n: number }>(
-    `select case when locked_at is not null then 'running' when attempts >= max_attempts then 'failed' else 'queued' end as state, count(*)::int as n
+    `select case when locked_at is not null then 'locked' when attempts >= max_attempts then 'failed' else 'queued' end as state, count(*)::int as n
      from graphile_worker.jobs group by 1`,
   );
   const total = (state: string) => counts.find((c) => c.state === state)?.n ?? 0;
@@ -65,7 +65,7 @@ async function list(client: pg.Client): Promise<void> {
     (await client.query<JobRow>(`select * from graphile_worker.jobs where ${where} order by ${order} limit ${SHOWN}`)).rows;
 
   const queued = await jobs("locked_at is null and attempts < max_attempts", "run_at, id");
-  const running = await jobs("locked_at is not null", "locked_at, id");
+  const locked = await jobs("locked_at is not null", "locked_at, id");
   const failed = await jobs("locked_at is null and attempts >= max_attempts", "updated_at desc, id");
   console.log(
     section("Queued", queued, total("queued"), (j) => [j.id, j.task_identifier, time(j.run_at), `${j.attempts}/${j.max_attempts}`, j.key ?? "", firstLine(j.last_error, 60)], [
@@ -77,7 +77,14 @@ async function list(client: pg.Client): Promise<void> {
       "LAST ERROR",
     ]),
   );
-  console.log(section("Running", running, total("running"), (j) => [j.id, j.task_identifier, time(j.locked_at), j.locked_by ?? ""], ["ID", "TASK", "SINCE", "WORKER"]));
+  console.log(
+    section("Locked (running, or fetched by a worker to run next)", locked, total("locked"), (j) => [j.id, j.task_identifier, time(j.locked_at), j.locked_by ?? ""], [
+      "ID",
+      "TASK",
+      "SINCE",
+      "WORKER",
+    ]),
+  );
   console.log(
     section("Failed", failed, total("failed"), (j) => [j.id, j.task_identifier, `${j.attempts}/${j.max_attempts}`, time(j.updated_at), firstLine(j.last_error)], [
       "ID",
@@ -112,8 +119,8 @@ async function list(client: pg.Client): Promise<void> {
 }
 
 async function retry(client: pg.Client, ids: string[], allFailed: boolean): Promise<number> {
-  if (!allFailed && ids.length === 0) {
-    console.error("Name the jobs to retry (npm run jobs -- retry 12 13) or retry every failed one (npm run jobs -- retry --failed).");
+  if (allFailed === (ids.length > 0)) {
+    console.error("Name the jobs to retry (npm run jobs -- retry 12 13) or retry every failed one (npm run jobs -- retry --failed), not both.");
     return 1;
   }
   const bad = ids.filter((id) => !/^\d{1,18}$/.test(id));
@@ -128,7 +135,7 @@ async function retry(client: pg.Client, ids: string[], allFailed: boolean): Prom
     allFailed ? [] : [ids],
   );
   const missing = ids.filter((id) => !targets.some((t) => t.id === id));
-  const running = targets.filter((t) => t.locked_at);
+  const locked = targets.filter((t) => t.locked_at);
   const ready = targets.filter((t) => !t.locked_at);
   const { rows: done } = await client.query<{ id: string }>(
     "select id from graphile_worker.reschedule_jobs($1::bigint[], run_at := now(), attempts := 0) order by id",
@@ -140,19 +147,16 @@ async function retry(client: pg.Client, ids: string[], allFailed: boolean): Prom
       ? `Requeued ${requeued.length} job(s) to run now with fresh attempts: ${requeued.map((j) => `${j.id} (${j.task_identifier})`).join(", ")}`
       : "Nothing to requeue.",
   );
-  if (running.length) console.log(`Running now, left alone: ${running.map((j) => j.id).join(", ")}`);
-  if (missing.length) {
-    console.error(`No such job: ${missing.join(", ")} (it may have completed, or been removed).`);
-    return 1;
-  }
-  return 0;
+  if (locked.length) console.error(`Locked by a worker (running, or about to), left alone: ${locked.map((j) => j.id).join(", ")}`);
+  if (missing.length) console.error(`No such job: ${missing.join(", ")} (it may have completed, or been removed).`);
+  return locked.length || missing.length ? 1 : 0;
 }
 
 runOwnerCommand(async (client) => {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { failed: { type: "boolean", default: false } } });
   const [command, ...rest] = positionals;
   if (command === "retry") return retry(client, rest, values.failed);
-  if (command) {
+  if (command || values.failed) {
     console.error(`Unknown command "${command}". Usage: npm run jobs   |   npm run jobs -- retry <id>… | --failed`);
     return 1;
   }
