@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import proxyAddr from "proxy-addr";
 import { z } from "zod";
+import type { QueryLimits } from "./graphql/limits.ts";
 
 /** Thrown when the environment is invalid; `problems` lists every issue, one per line. */
 export class ConfigError extends Error {
@@ -132,6 +133,13 @@ const EnvSchema = z.object({
   RATE_LIMIT_GRAPHQL_IP: rate.default({ max: 1200, windowSeconds: 60 }),
   RATE_LIMIT_GRAPHQL_USER: rate.default({ max: 600, windowSeconds: 60 }),
   GRAPHQL_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(1).max(100_000).default(100),
+  GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(2).max(100).default(12),
+  GRAPHQL_MAX_ALIASES: z.coerce.number().int().min(0).max(10_000).default(50),
+  GRAPHQL_MAX_FIELDS: z.coerce.number().int().min(10).max(100_000).default(1000),
+  GRAPHQL_MAX_COST: z.coerce.number().int().min(100).max(1_000_000_000).default(5_000_000),
+  GRAPHQL_MAX_PAGE_SIZE: z.coerce.number().int().min(1).max(10_000).default(100),
+  GRAPHQL_MAX_DOCUMENT: byteSize.default(32 * 1024),
+  GRAPHQL_INTROSPECTION: optional(flag),
   STRIPE_SECRET_KEY: optional(z.string().regex(/^(sk|rk)_(test|live)_/, "must start with sk_test_, sk_live_ or rk_")),
   STRIPE_WEBHOOK_SECRET: optional(
     z
@@ -201,6 +209,10 @@ export interface Config {
   graphqlRateLimits: { ip: Rate; user: Rate };
   /** Live subscriptions one user may hold at once, per API instance. */
   graphqlMaxSubscriptions: number;
+  /** What one GraphQL document may ask for (see src/graphql/limits.ts). */
+  graphqlLimits: QueryLimits;
+  /** Introspection and "did you mean" suggestions: on in development, off in production unless asked for. */
+  graphqlIntrospection: boolean;
   /** Express's `trust proxy`: false, a hop count, or addresses/ranges allowed to set X-Forwarded-For. */
   trustProxy: number | string[] | false;
   stripe: {
@@ -330,6 +342,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     },
     graphqlRateLimits: { ip: e.RATE_LIMIT_GRAPHQL_IP, user: e.RATE_LIMIT_GRAPHQL_USER },
     graphqlMaxSubscriptions: e.GRAPHQL_MAX_SUBSCRIPTIONS,
+    graphqlLimits: {
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxAliases: e.GRAPHQL_MAX_ALIASES,
+      maxFields: e.GRAPHQL_MAX_FIELDS,
+      maxCost: e.GRAPHQL_MAX_COST,
+      maxPageSize: e.GRAPHQL_MAX_PAGE_SIZE,
+      maxDocumentLength: e.GRAPHQL_MAX_DOCUMENT,
+    },
+    graphqlIntrospection: e.GRAPHQL_INTROSPECTION ?? !production,
     trustProxy: e.TRUST_PROXY ?? false,
     stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecrets: e.STRIPE_WEBHOOK_SECRET ?? [], apiUrl: e.STRIPE_API_URL },
     billing: { pastDueGraceSeconds: e.BILLING_PAST_DUE_GRACE },

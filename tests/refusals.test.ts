@@ -118,7 +118,7 @@ describe("refusals answer not_found, the same for a row you cannot see as for on
 
 describe("bad input answers validation_failed, not an internal error", () => {
   const bad: Array<[string, string, RegExp]> = [
-    ["a negative first", "{ tasks(first: -1) { nodes { rowId } } }", /first and last must not be negative/],
+    ["a negative first", "{ tasks(first: -1) { nodes { rowId } } }", /`first` must not be negative/],
     ["a negative offset", "{ tasks(offset: -5) { nodes { rowId } } }", /offset must not be negative/],
     ["an invalid datetime", `{ tasks(filter: { dueAt: { lessThan: "not a date" } }) { nodes { rowId } } }`, /timestamp with time zone: "not a date"/],
     ["a forged cursor", `{ tasks(after: "Zm9yZ2Vk") { nodes { rowId } } }`, /Invalid cursor/],

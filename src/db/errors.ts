@@ -5,7 +5,41 @@ export interface MappedError {
   status: number;
   code: string;
   message: string;
+  /** For a database that is down: when to try again (the Retry-After header). */
+  retryAfterSeconds?: number;
 }
+
+/** Network errors of a connection that never opened or broke. */
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"]);
+/** What node-postgres says when a connection is lost, times out or is unusable. */
+const CONNECTION_MESSAGES =
+  /^(Connection terminated( unexpectedly| due to connection timeout)?|timeout exceeded when trying to connect|Client has encountered a connection error and is not queryable|Client was closed and is not queryable|Cannot use a pool after calling end on the pool)$/;
+
+/**
+ * Whether an error means "the database cannot be reached right now" rather than "this request is
+ * wrong": connection failures (class 08), an administrator shutdown or a restart (57P01-57P03),
+ * too many connections (53300), and the network errors behind them. These answer 503 with
+ * Retry-After, so clients and load balancers wait instead of giving up.
+ */
+export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
+  if (!(error instanceof Error) || depth > 5) return false;
+  if (error instanceof DatabaseError) {
+    const code = error.code ?? "";
+    return code.startsWith("08") || ["57P01", "57P02", "57P03", "53300"].includes(code);
+  }
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && NETWORK_CODES.has(code)) return true;
+  if (CONNECTION_MESSAGES.test(error.message)) return true;
+  if (error instanceof AggregateError && error.errors.some((inner) => isDatabaseUnavailable(inner, depth + 1))) return true;
+  return error.cause !== undefined && isDatabaseUnavailable(error.cause, depth + 1);
+}
+
+export const DATABASE_UNAVAILABLE: MappedError = {
+  status: 503,
+  code: "database_unavailable",
+  message: "The database cannot be reached right now; try again in a few seconds.",
+  retryAfterSeconds: 5,
+};
 
 /**
  * Our own SQLSTATEs name the rule family; `DETAIL` may carry a more specific code
@@ -24,6 +58,7 @@ const SPECIFIC_CODE = /^[a-z][a-z_]{2,40}$/;
 
 /** Maps a PostgreSQL error to the API contract, or returns undefined for unexpected ones. */
 export function mapDatabaseError(error: unknown): MappedError | undefined {
+  if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (!(error instanceof DatabaseError) || !error.code) return undefined;
   const family = FAMILIES[error.code];
   if (family) {

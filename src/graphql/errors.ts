@@ -16,6 +16,7 @@ const STATUS_CODES: Record<number, string> = {
   413: "payload_too_large",
   415: "unsupported_media_type",
   429: "rate_limited",
+  503: "service_unavailable",
 };
 
 /** How graphql-js begins the message of a variable value it could not coerce. */
@@ -105,14 +106,21 @@ export const ErrorCodesPlugin: GraphileConfig.Plugin = {
           for (const error of errors) {
             error.extensions = { ...error.extensions, code: codeOf(error, result.statusCode) };
           }
+          // Some refusals are the request's fault or the server's state whatever the Accept
+          // header: say so in the status too (grafserv answers 200 to application/json clients).
+          const codes = new Set(errors.map((error) => error.extensions?.code));
+          if (codes.has("database_unavailable")) return { ...result, statusCode: 503, headers: { ...result.headers, "retry-after": "5" } };
+          if (codes.has("query_too_complex")) return { ...result, statusCode: 400 };
         }
         if (result?.type === "error") {
-          const message = isSafeError(result.error) ? result.error.message : "The request could not be handled.";
+          const safe = isSafeError(result.error) ? result.error : undefined;
+          const message = safe ? safe.message : "The request could not be handled.";
+          const extensions = typeof safe?.extensions?.code === "string" ? safe.extensions : undefined;
           return {
             type: "json",
             statusCode: result.statusCode,
             headers: { ...result.headers, "content-type": "application/json; charset=utf-8" },
-            json: { errors: [{ message, extensions: { code: STATUS_CODES[result.statusCode] ?? "internal_error" } }] },
+            json: { errors: [{ message, extensions: extensions ?? { code: STATUS_CODES[result.statusCode] ?? "internal_error" } }] },
           };
         }
         return result;

@@ -9,6 +9,7 @@ import type { Config } from "../config.ts";
 import { ANONYMOUS, pgSettingsFor, requestPolicy, type RequestIdentity } from "../db/request-role.ts";
 import type { Logger } from "../logger.ts";
 import { ErrorCodesPlugin, makeMaskError } from "./errors.ts";
+import { makePageSizePlugin, makeQueryLimitsPlugin } from "./limits.ts";
 import { MissingRowIsNotFoundPlugin } from "./not-found.ts";
 import { PrivateUserFieldsPlugin } from "./private-user-fields.ts";
 import { RealtimePlugin } from "./realtime.ts";
@@ -56,6 +57,8 @@ export function makeGraphilePreset(options: {
       PrivateUserFieldsPlugin,
       MissingRowIsNotFoundPlugin,
       ErrorCodesPlugin,
+      makeQueryLimitsPlugin(config.graphqlLimits, { introspection: config.graphqlIntrospection }),
+      makePageSizePlugin(config.graphqlLimits.maxPageSize),
       makeBillingPlugin({ stripe: options.stripe, publicUrl: config.publicUrl, logger: options.logger }),
       ...(options.plugins ?? []),
     ],

@@ -56,10 +56,48 @@ function authorizedSubscriber(
 ): GrafastSubscriber {
   return {
     async subscribe(topic) {
-      const events = (await source.subscribe(topic)) as AsyncIterableIterator<string>;
+      const open = async () => (await source.subscribe(topic)) as AsyncIterableIterator<string>;
+      const events = reconnecting(open, await open());
       return mapEvents(events, (raw) => withPgClient(pgSettings, (client) => authorize(client, JSON.parse(raw) as RealtimeEvent)));
     },
   };
+}
+
+/** What @dataplan/pg's subscriber throws into every stream when its LISTEN connection is lost. */
+const INTERRUPTED = /^Underlying pubsub channel interrupted/;
+
+/**
+ * A stream that survives the database restarting: when the LISTEN connection is lost, the stream
+ * subscribes again (the subscriber reconnects, retrying with backoff until the database is back)
+ * and goes on delivering. Events announced while no connection listened are not replayed.
+ */
+function reconnecting<T>(open: () => Promise<AsyncIterableIterator<T>>, first: AsyncIterableIterator<T>): AsyncIterableIterator<T> {
+  let current = first;
+  let ended = false;
+  const iterator: AsyncIterableIterator<T> = {
+    [Symbol.asyncIterator]: () => iterator,
+    async next() {
+      for (;;) {
+        try {
+          return await current.next();
+        } catch (error) {
+          if (ended || !(error instanceof Error) || !INTERRUPTED.test(error.message)) throw error;
+          current = await open();
+        }
+      }
+    },
+    return: async (value) => {
+      ended = true;
+      await current.return?.();
+      return { done: true, value };
+    },
+    throw: async (error) => {
+      ended = true;
+      await current.throw?.(error);
+      throw error;
+    },
+  };
+  return iterator;
 }
 
 /**

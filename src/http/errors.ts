@@ -61,7 +61,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     const known =
       error instanceof AppError
         ? error
-        : (fromBodyParser(error) ?? (mapped ? new AppError(mapped.status, mapped.code, mapped.message) : undefined));
+        : (fromBodyParser(error) ??
+          (mapped
+            ? new AppError(mapped.status, mapped.code, mapped.message, {
+                headers: mapped.retryAfterSeconds ? { "Retry-After": String(mapped.retryAfterSeconds) } : {},
+              })
+            : undefined));
     if (known) {
       res.set(known.headers);
       res.status(known.status).json(errorBody(pathOf(req.originalUrl), known));
