@@ -11,7 +11,7 @@ const { makeGraphilePreset } = await import("./src/graphql/preset.ts");
 const { createLogger } = await import("./src/logger.ts");
 const { makeWorkerPreset } = await import("./src/worker/preset.ts");
 
-const config = loadConfig();
+const config = loadConfig(process.env, process.cwd(), "cli");
 const urls = resolveRunningUrls(config);
 
 const preset: GraphileConfig.Preset = {

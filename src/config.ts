@@ -151,13 +151,14 @@ const EnvSchema = z.object({
   ),
   STRIPE_API_URL: z.url().default("https://api.stripe.com"),
   BILLING_PAST_DUE_GRACE: duration.default(7 * 86400),
-  SMTP_URL: optional(z.string().regex(/^smtps?:\/\//, "must be an smtp:// or smtps:// URL")),
+  SMTP_URL: optional(z.string().regex(/^(smtps?:\/\/|disabled$)/, 'must be an smtp:// or smtps:// URL, or "disabled"')),
   EMAIL_FROM: z.string().trim().min(3).default("Oddscenes <no-reply@oddscenes.localhost>"),
   CORS_ORIGINS: z.string().default(""),
   BODY_LIMIT: byteSize.default(1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   WORKER: z.enum(["inline", "off"]).default("inline"),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(4),
+  WORKER_HEALTH_FILE: optional(z.string().trim().min(1)),
   SHUTDOWN_TIMEOUT: duration.default(10),
 });
 
@@ -230,7 +231,8 @@ export interface Config {
   corsOrigins: string[];
   bodyLimitBytes: number;
   logLevel: string;
-  worker: { mode: "inline" | "off"; concurrency: number };
+  /** healthFile: touched at every heartbeat of `npm run worker`, for a container healthcheck. */
+  worker: { mode: "inline" | "off"; concurrency: number; healthFile: string | undefined };
   shutdownTimeoutMs: number;
 }
 
@@ -260,49 +262,85 @@ export function loadDevSecrets(dataDir: string): DevSecrets {
   return secrets;
 }
 
-/**
- * Parses and validates the environment once. Throws ConfigError listing every problem.
- * Outside production, missing secrets are generated into DATA_DIR and reused.
- */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".") || "environment"}: ${issue.message}`));
-  }
-  const e = parsed.data;
-  const problems: string[] = [];
-  const production = e.NODE_ENV === "production";
+/** Variables whose values are never echoed in an error message. */
+const SECRET_VARIABLES = /SECRET|PASSWORD|TOKEN|KEY/;
 
-  if (e.DATABASE_URL && !e.AUTH_DATABASE_URL) {
+/** A variable's value as an error message may show it: secrets never, passwords in URLs masked. */
+function shown(name: string, value: unknown): string | undefined {
+  if (typeof value !== "string" || SECRET_VARIABLES.test(name)) return undefined;
+  const masked = value.replace(/(\/\/[^:/@]*:)[^@/]*@/, "$1***@");
+  return masked.length > 80 ? `${masked.slice(0, 77)}...` : masked;
+}
+
+/** Secrets copied from the examples: fine on a laptop, never in production. */
+const SAMPLE_SECRET = /change-?me|^(x+|0+|secret|changeit|example.*)$/i;
+
+/**
+ * What the process is: the API server (needs everything), a worker (sends email, so needs
+ * PUBLIC_URL and mail settings, not the JWT secret), or an operator command (neither).
+ */
+export type ConfigPurpose = "server" | "worker" | "cli";
+
+const DOT_ENV = ".env";
+
+/**
+ * Parses and validates the environment once. Throws ConfigError listing every problem, all at
+ * once, with the offending value (never a secret's). Outside production, missing secrets are
+ * generated into DATA_DIR and reused. A `.env` file in the working directory is read first
+ * (variables already set win), except under the test runner.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), purpose: ConfigPurpose = "server"): Config {
+  if (env === process.env && !process.env.VITEST && existsSync(path.join(cwd, DOT_ENV))) process.loadEnvFile(path.join(cwd, DOT_ENV));
+  const parsed = EnvSchema.safeParse(env);
+  const problems: string[] = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
+        const name = issue.path.join(".") || "environment";
+        const value = shown(name, env[name]);
+        return `${name}: ${issue.message}${value === undefined || issue.message.includes("(got") ? "" : ` (got "${value}")`}`;
+      });
+  // Checks across variables run on the raw values too, so every problem is reported in one round.
+  const raw = (name: string) => (env[name] === "" ? undefined : env[name]);
+  const production = (parsed.success ? parsed.data.NODE_ENV : env.NODE_ENV) === "production";
+
+  if (raw("DATABASE_URL") && !raw("AUTH_DATABASE_URL")) {
     problems.push("AUTH_DATABASE_URL: required when DATABASE_URL is set (the API connects as the authenticator role)");
   }
-  if (!e.DATABASE_URL && e.AUTH_DATABASE_URL) {
+  if (!raw("DATABASE_URL") && raw("AUTH_DATABASE_URL")) {
     problems.push("DATABASE_URL: required when AUTH_DATABASE_URL is set");
   }
-  if (production && !e.DATABASE_URL) {
+  if (production && !raw("DATABASE_URL")) {
     problems.push("DATABASE_URL: required in production (the embedded PostgreSQL is for development only)");
   }
-  if (production && !e.JWT_SECRET) {
-    problems.push("JWT_SECRET: required in production (at least 32 random characters)");
+  if (production && purpose === "server" && !raw("JWT_SECRET")) {
+    problems.push("JWT_SECRET: required in production (at least 32 random characters, e.g. openssl rand -base64 48)");
   }
-  if (production && !e.PUBLIC_URL) {
+  if (production && raw("JWT_SECRET") && SAMPLE_SECRET.test(raw("JWT_SECRET")!)) {
+    problems.push("JWT_SECRET: is the example's placeholder; set a random secret (openssl rand -base64 48)");
+  }
+  if (production && purpose !== "cli" && !raw("PUBLIC_URL")) {
     problems.push("PUBLIC_URL: required in production (links in emails point there)");
+  }
+  if (production && purpose !== "cli" && !raw("SMTP_URL")) {
+    problems.push('SMTP_URL: required in production (an smtp:// URL, or "disabled" to send no email at all)');
   }
   if (env.LOGIN_LOCKOUT !== undefined) {
     problems.push("LOGIN_LOCKOUT: no longer used (accounts are not locked any more); see LOGIN_BACKOFF_AFTER and LOGIN_BACKOFF_MAX");
   }
-  if (e.STRIPE_SECRET_KEY && !e.STRIPE_WEBHOOK_SECRET) {
+  if (raw("STRIPE_SECRET_KEY") && !raw("STRIPE_WEBHOOK_SECRET")) {
     problems.push("STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set");
   }
-  if (e.STRIPE_WEBHOOK_SECRET && !e.STRIPE_SECRET_KEY) {
+  if (raw("STRIPE_WEBHOOK_SECRET") && !raw("STRIPE_SECRET_KEY")) {
     problems.push("STRIPE_SECRET_KEY: required when STRIPE_WEBHOOK_SECRET is set (events are synced by fetching their objects)");
   }
-  if (problems.length > 0) {
+  if (!parsed.success || problems.length > 0) {
     throw new ConfigError(problems);
   }
+  const e = parsed.data;
 
   const dataDir = path.resolve(cwd, e.DATA_DIR);
-  const jwtSecret = e.JWT_SECRET ?? loadDevSecrets(dataDir).jwtSecret;
+  // Operator commands in production have no JWT_SECRET and sign nothing.
+  const jwtSecret = e.JWT_SECRET ?? (production ? "" : loadDevSecrets(dataDir).jwtSecret);
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, "");
 
   return {
@@ -358,7 +396,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     corsOrigins: e.CORS_ORIGINS.split(",").map((o) => o.trim()).filter(Boolean),
     bodyLimitBytes: e.BODY_LIMIT,
     logLevel: e.LOG_LEVEL,
-    worker: { mode: e.WORKER, concurrency: e.WORKER_CONCURRENCY },
+    worker: { mode: e.WORKER, concurrency: e.WORKER_CONCURRENCY, healthFile: e.WORKER_HEALTH_FILE },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT * 1000,
   };
 }

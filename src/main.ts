@@ -2,6 +2,7 @@ import path from "node:path";
 import { startBackend, type Backend } from "./backend.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { createLogger } from "./logger.ts";
+import { stopOnSignals } from "./signals.ts";
 
 function banner(config: Config, backend: Backend): string {
   const relative = (p: string) => {
@@ -21,7 +22,9 @@ function banner(config: Config, backend: Backend): string {
     config.worker.mode === "inline"
       ? `  Worker        in this process, ${config.worker.concurrency} jobs at a time`
       : "  Worker        off here (WORKER=off); run `npm run worker` separately",
-    config.email.smtpUrl
+    config.email.smtpUrl === "disabled"
+      ? "  Email         off (SMTP_URL=disabled)"
+      : config.email.smtpUrl
       ? `  Email         via ${new URL(config.email.smtpUrl).host}`
       : `  Email         written to ${relative(config.email.mailDir)}/ (set SMTP_URL to send for real)`,
     "Press Ctrl-C to stop.",
@@ -49,32 +52,8 @@ export async function main(): Promise<void> {
     process.exit(1);
   });
   logger.info({ url: backend.url, startupMs: Date.now() - started }, "ready");
-  process.stdout.write(banner(config, backend) + "\n");
+  // In production the "ready" line says it; stdout is a JSON log stream there.
+  if (config.env !== "production") process.stdout.write(banner(config, backend) + "\n");
 
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, "second signal: exiting now");
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, "stopping (send the signal again to force)");
-    const force = setTimeout(() => {
-      logger.error("shutdown took too long: exiting");
-      process.exit(1);
-    }, config.shutdownTimeoutMs + 15_000);
-    force.unref();
-    backend.stop().then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  stopOnSignals(logger, backend.stop, config.shutdownTimeoutMs + 15_000);
 }

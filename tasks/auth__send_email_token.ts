@@ -1,6 +1,6 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { deliverEmail, publicUrl } from "../src/email/deliver.ts";
+import { alreadyDelivered, deliverEmail, publicUrl } from "../src/email/deliver.ts";
 
 const Payload = z.object({ id: z.uuid() });
 
@@ -20,6 +20,11 @@ interface Minted {
  */
 const sendEmailToken: Task = async (rawPayload, helpers) => {
   const { id } = Payload.parse(rawPayload);
+  if (await alreadyDelivered(helpers)) {
+    // Sent before a crash: making a new token now would break the link that went out.
+    await helpers.query(`select app_private.email_token_sent($1)`, [id]);
+    return;
+  }
   const { rows } = await helpers.query<Minted>("select * from app_private.mint_email_token($1)", [id]);
   const minted = rows[0];
   if (!minted) {

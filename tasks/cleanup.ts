@@ -14,6 +14,7 @@ const CLEANUP_CATEGORIES = [
   "unverified_users",
   "stripe_event_payloads",
   "usage_report_emails",
+  "email_deliveries",
   "failed_jobs",
 ] as const;
 

@@ -1,6 +1,6 @@
 import type { Task } from "graphile-worker";
 import { z } from "zod";
-import { deliverEmail, publicUrl } from "../src/email/deliver.ts";
+import { alreadyDelivered, deliverEmail, publicUrl } from "../src/email/deliver.ts";
 
 const Payload = z.object({ id: z.uuid() });
 
@@ -19,6 +19,11 @@ interface Minted {
  */
 const sendInvitation: Task = async (rawPayload, helpers) => {
   const { id } = Payload.parse(rawPayload);
+  if (await alreadyDelivered(helpers)) {
+    // Sent before a crash: making a new token now would break the link that went out.
+    await helpers.query(`select app_private.invitation_sent($1)`, [id]);
+    return;
+  }
   const { rows } = await helpers.query<Minted>("select * from app_private.mint_invitation_token($1)", [id]);
   const minted = rows[0];
   if (!minted) {

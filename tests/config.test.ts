@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -50,8 +50,10 @@ describe("configuration", () => {
       DATABASE_URL: "mysql://nope",
       LOG_LEVEL: "loud",
     });
-    expect(problems).toHaveLength(5);
-    expect(problems.join("\n")).toMatch(/PORT/);
+    // One round: the cross-variable check (DATABASE_URL needs AUTH_DATABASE_URL) comes with the rest.
+    expect(problems).toHaveLength(6);
+    expect(problems.join("\n")).toMatch(/PORT: .* \(got "eighty"\)/);
+    expect(problems.join("\n")).toMatch(/AUTH_DATABASE_URL: required when DATABASE_URL is set/);
     expect(problems.join("\n")).toMatch(/JWT_ACCESS_TTL: must be a duration like 30s, 15m, 12h or 30d \(got "soon"\)/);
     expect(problems.join("\n")).toMatch(/WORKER/);
     expect(problems.join("\n")).toMatch(/DATABASE_URL: must be a postgres:\/\/ connection string/);
@@ -87,6 +89,7 @@ describe("configuration", () => {
       expect.stringMatching(/^DATABASE_URL: required in production/),
       expect.stringMatching(/^JWT_SECRET: required in production/),
       expect.stringMatching(/^PUBLIC_URL: required in production/),
+      expect.stringMatching(/^SMTP_URL: required in production \(an smtp:\/\/ URL, or "disabled"/),
     ]);
     expect(existsSync(path.join(dataDir, "secrets.json"))).toBe(false);
   });
@@ -96,12 +99,56 @@ describe("configuration", () => {
       NODE_ENV: "production",
       DATABASE_URL: "postgres://owner:pw@db:5432/app",
       AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app",
-      JWT_SECRET: "x".repeat(48),
+      JWT_SECRET: "k8Jq2vN5wX1zR7tY3uB6mC9pL4sD0fG2hA5jE8rT1yU6iO3",
+      SMTP_URL: "smtp://mail.example.com:587",
       PUBLIC_URL: "https://api.example.com/",
     });
     expect(config.host).toBe("0.0.0.0");
     expect(config.publicUrl).toBe("https://api.example.com");
     expect(config.jwt.issuer).toBe("https://api.example.com");
+  });
+
+  it("refuses the examples' placeholder secret in production, and never echoes a secret", () => {
+    const production = {
+      NODE_ENV: "production",
+      DATABASE_URL: "postgres://owner:hunter2@db:5432/app",
+      AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app",
+      PUBLIC_URL: "https://api.example.com",
+      SMTP_URL: "disabled",
+    };
+    expect(problemsOf({ ...production, JWT_SECRET: "change-me-change-me-change-me-change-me-0000" })).toEqual([
+      "JWT_SECRET: is the example's placeholder; set a random secret (openssl rand -base64 48)",
+    ]);
+    const shown = problemsOf({ ...production, JWT_SECRET: "too-short-secret", PORT: "x", DATABASE_URL: "mysql://owner:hunter2@db/app" }).join("\n");
+    expect(shown).toContain('PORT: ');
+    expect(shown).toContain('(got "x")');
+    expect(shown).toContain("mysql://owner:***@db/app");
+    expect(shown).not.toContain("too-short-secret");
+    expect(shown).not.toContain("hunter2");
+    // SMTP_URL=disabled is the explicit way to run without email.
+    expect(loadConfig({ ...production, JWT_SECRET: "k8Jq2vN5wX1zR7tY3uB6mC9pL4sD0fG2hA5jE8rT1yU6iO3" }).email.smtpUrl).toBe("disabled");
+  });
+
+  it("asks operator commands and workers only for what they use", () => {
+    const base = { NODE_ENV: "production", DATABASE_URL: "postgres://owner:pw@db:5432/app", AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app" };
+    expect(() => loadConfig(base, tmp(), "cli")).not.toThrow();
+    const worker = () => loadConfig(base, tmp(), "worker");
+    expect(worker).toThrow(ConfigError);
+    try {
+      worker();
+    } catch (error) {
+      expect((error as ConfigError).problems).toEqual([expect.stringMatching(/^PUBLIC_URL: required/), expect.stringMatching(/^SMTP_URL: required/)]);
+    }
+  });
+
+  it("reads a .env file in the working directory; variables already set win", () => {
+    const dir = tmp();
+    writeFileSync(path.join(dir, ".env"), "PORT=4321\nLOG_LEVEL=debug\n");
+    const script = `const { loadConfig } = await import(${JSON.stringify(path.resolve("src/config.ts"))}); const c = loadConfig(process.env, process.cwd(), "cli"); console.log(c.port, c.logLevel);`;
+    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("VITEST")));
+    const result = spawnSync(process.execPath, ["--input-type=module", "-e", script], { cwd: dir, encoding: "utf8", env: { ...env, LOG_LEVEL: "warn", DATA_DIR: dir } });
+    expect(result.stderr).toBe("");
+    expect(result.stdout.trim()).toBe("4321 warn");
   });
 
   it("trusts no proxy unless told which, and never all of them", () => {
@@ -117,7 +164,8 @@ describe("configuration", () => {
       NODE_ENV: "production",
       DATABASE_URL: "postgres://owner:pw@db:5432/app",
       AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app",
-      JWT_SECRET: "x".repeat(48),
+      JWT_SECRET: "k8Jq2vN5wX1zR7tY3uB6mC9pL4sD0fG2hA5jE8rT1yU6iO3",
+      SMTP_URL: "smtp://mail.example.com:587",
       PUBLIC_URL: "https://api.example.com",
     };
     expect(loadConfig(production).auth.requireVerifiedEmail).toBe(true);

@@ -4,7 +4,7 @@ import { parse, OperationTypeNode, Kind } from "postgraphile/graphql";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
-import { buildTestApp, type TestApp } from "./helpers/app.ts";
+import { buildTestApp, PRODUCTION_ENV, type TestApp } from "./helpers/app.ts";
 import { graphql, RELAXED_LIMITS } from "./helpers/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 import { arrangeTenants, gqlOk, type Tenants } from "./helpers/tenants.ts";
@@ -17,7 +17,7 @@ let t: Tenants;
 beforeAll(async () => {
   db = await createTestDatabase();
   api = await buildTestApp(db, { env: RELAXED_LIMITS });
-  production = await buildTestApp(db, { env: { ...RELAXED_LIMITS, NODE_ENV: "production", PUBLIC_URL: "https://app.example.com" } });
+  production = await buildTestApp(db, { env: { ...RELAXED_LIMITS, ...PRODUCTION_ENV } });
   t = await arrangeTenants(api, db, "limits");
 });
 
@@ -136,7 +136,7 @@ describe("in production", () => {
     const typoInDevelopment = await send(api, `{ currentUsr { name } }`, undefined, null);
     expect(typoInDevelopment.error.message).toMatch(/Did you mean "currentUser"/);
 
-    const opened = await buildTestApp(db, { env: { ...RELAXED_LIMITS, NODE_ENV: "production", PUBLIC_URL: "https://app.example.com", GRAPHQL_INTROSPECTION: "true" } });
+    const opened = await buildTestApp(db, { env: { ...RELAXED_LIMITS, ...PRODUCTION_ENV, GRAPHQL_INTROSPECTION: "true" } });
     try {
       const allowed = await send(opened, `{ __schema { queryType { name } } }`, undefined, null);
       expect(allowed.data).toEqual({ __schema: { queryType: { name: "Query" } } });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
 import { makeGraphilePreset } from "../src/graphql/preset.ts";
 import { schemaSDL } from "../src/graphql/schema-sdl.ts";
-import { buildTestApp, type TestApp } from "./helpers/app.ts";
+import { buildTestApp, PRODUCTION_ENV, type TestApp } from "./helpers/app.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 
 let db: TestDatabase;
@@ -51,7 +51,7 @@ describe("GraphQL endpoint", () => {
     expect(dev.status).toBe(200);
     expect(dev.text).toContain("<html");
 
-    const prod = await buildTestApp(db, { env: { NODE_ENV: "production", PUBLIC_URL: "https://api.example.com" } });
+    const prod = await buildTestApp(db, { env: PRODUCTION_ENV });
     try {
       const res = await request(prod.app).get("/graphiql");
       expect(res.status).toBe(404);

@@ -1,22 +1,15 @@
 // `npm run admin:grant -- <email>` / `npm run admin:revoke -- <email>`: make a user a site
 // administrator, or take it back. The API can never do this; only an operator with the owner
-// connection can.
-import pg from "pg";
-import { ConfigError, loadConfig } from "../config.ts";
-import { resolveRunningUrls } from "../db/urls.ts";
+// connection can. Without DATABASE_URL it joins (or starts) the embedded database.
+import { runOwnerCommand } from "../db/owner-command.ts";
 
-async function main([action, email]: string[]): Promise<number> {
-  if ((action !== "grant" && action !== "revoke") || !email) {
-    console.error("Usage: npm run admin:grant -- <email>   |   npm run admin:revoke -- <email>");
-    return 64;
-  }
-  const urls = resolveRunningUrls(loadConfig());
-  const client = new pg.Client({ connectionString: urls.owner });
-  await client.connect();
-  try {
+const [action, email] = process.argv.slice(2);
+
+runOwnerCommand(
+  async (client) => {
     const { rows } = await client.query<{ name: string; email: string }>(
       "update app_public.users set is_admin = $2 where email = $1 returning name, email",
-      [email.trim(), action === "grant"],
+      [email!.trim(), action === "grant"],
     );
     const user = rows[0];
     if (!user) {
@@ -29,15 +22,6 @@ async function main([action, email]: string[]): Promise<number> {
         : `${user.name} <${user.email}> is no longer a site administrator.`,
     );
     return 0;
-  } finally {
-    await client.end();
-  }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(error instanceof ConfigError || error instanceof Error ? error.message : error);
-    process.exit(1);
   },
+  () => ((action === "grant" || action === "revoke") && email ? undefined : "Usage: npm run admin:grant -- <email>   |   npm run admin:revoke -- <email>"),
 );

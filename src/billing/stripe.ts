@@ -29,7 +29,7 @@ let fromEnvironment: { client: Stripe | undefined } | undefined;
 
 /** The client for worker tasks, from the environment; throws when Stripe is not configured. */
 export function stripeForTasks(): Stripe {
-  fromEnvironment ??= { client: createStripeClient(loadConfig().stripe) };
+  fromEnvironment ??= { client: createStripeClient(loadConfig(process.env, process.cwd(), "worker").stripe) };
   if (!fromEnvironment.client) throw new Error("STRIPE_SECRET_KEY is not set: Stripe events cannot be synced");
   return fromEnvironment.client;
 }

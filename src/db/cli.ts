@@ -42,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
     return command ? 64 : 0;
   }
 
-  const config = loadConfig();
+  const config = loadConfig(process.env, process.cwd(), "cli");
   const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel, pretty: process.stdout.isTTY });
 
   if (command === "bootstrap") {

@@ -14,7 +14,7 @@ export function runOwnerCommand(
   precheck?: (config: Config) => string | undefined,
 ): void {
   const main = async () => {
-    const config = loadConfig();
+    const config = loadConfig(process.env, process.cwd(), "cli");
     const problem = precheck?.(config);
     if (problem) {
       console.error(problem);

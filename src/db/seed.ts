@@ -41,7 +41,7 @@ const PROJECTS: Array<{ name: string; description: string; tasks: Array<[title: 
 ];
 
 async function main() {
-  const config = loadConfig();
+  const config = loadConfig(process.env, process.cwd(), "cli");
   const logger = createLogger({ level: "warn" });
   const database = await openDatabase(config, logger);
   const client = new pg.Client({ connectionString: database.urls.owner });

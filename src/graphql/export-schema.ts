@@ -12,7 +12,7 @@ const { createLogger } = await import("../logger.ts");
 const { makeGraphilePreset } = await import("./preset.ts");
 const { schemaSDL } = await import("./schema-sdl.ts");
 
-const config = loadConfig();
+const config = loadConfig(process.env, process.cwd(), "cli");
 const logger = createLogger({ level: "warn" });
 const database = await openDatabase(config, logger);
 try {

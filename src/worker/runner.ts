@@ -1,4 +1,7 @@
-import { Logger as WorkerLogger, run, type Runner } from "graphile-worker";
+import { EventEmitter } from "node:events";
+import { writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { Logger as WorkerLogger, run, type Runner, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
 import type { Logger } from "../logger.ts";
 import { makeWorkerPreset } from "./preset.ts";
@@ -26,18 +29,81 @@ export function workerLogger(logger: Logger): WorkerLogger {
   });
 }
 
+/** How often a worker says it is alive, and after how long without a word it counts as dead. */
+export const HEARTBEAT_MS = 5_000;
+export const DEAD_AFTER_MS = 30_000;
+
+export interface WorkerOptions {
+  pool: pg.Pool;
+  concurrency: number;
+  logger: Logger;
+  /** Touched at every heartbeat, for a container healthcheck (`npm run worker` sets it). */
+  healthFile?: string;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+}
+
 /**
- * Runs the worker inside this process on the owner pool. Signals are ours to handle: the entry
- * point stops the worker during its own ordered shutdown.
+ * Runs graphile-worker on the owner pool, with signals left to the caller (it stops the worker
+ * during its own ordered shutdown). While it runs it records a heartbeat under graphile-worker's
+ * id for it (the locked_by of its jobs) and, now and then, hands back the jobs of workers whose
+ * heartbeat stopped (a process that was killed), so they run again within a minute instead of
+ * graphile-worker's 4 hours.
  */
-export async function startWorker(options: { pool: pg.Pool; concurrency: number; logger: Logger }): Promise<Runner> {
+export async function startWorker(options: WorkerOptions): Promise<Runner> {
+  const { pool, logger } = options;
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
+  const deadAfterMs = options.deadAfterMs ?? DEAD_AFTER_MS;
+  const events = new EventEmitter() as WorkerEvents;
+  let workerId: string | undefined;
+  // Emitted while run() starts, so the listener is in place before.
+  events.on("pool:create", ({ workerPool }) => {
+    workerId = workerPool.id;
+  });
   const runner = await run({
-    pgPool: options.pool,
-    preset: makeWorkerPreset({ concurrency: options.concurrency }),
+    pgPool: pool,
+    preset: makeWorkerPreset({ concurrency: options.concurrency, events }),
     noHandleSignals: true,
-    logger: workerLogger(options.logger),
+    logger: workerLogger(logger),
   });
   // A failing job is logged by the worker; an unexpected runner failure must not pass silently.
-  runner.promise.catch((error: unknown) => options.logger.error({ err: error }, "worker stopped unexpectedly"));
+  runner.promise.catch((error: unknown) => logger.error({ err: error }, "worker stopped unexpectedly"));
+
+  const beat = async () => {
+    if (!workerId) return;
+    await pool.query("select app_private.worker_heartbeat($1, $2, $3)", [workerId, hostname(), process.pid]);
+    if (options.healthFile) await writeFile(options.healthFile, new Date().toISOString());
+  };
+  const recover = async () => {
+    const { rows } = await pool.query<{ worker_id: string; jobs: number }>("select * from app_private.recover_dead_workers($1::interval)", [
+      `${deadAfterMs} milliseconds`,
+    ]);
+    for (const dead of rows) {
+      logger.warn({ deadWorker: dead.worker_id, jobs: dead.jobs }, `worker ${dead.worker_id} stopped beating; its ${dead.jobs} job(s) will run again here or on another worker`);
+    }
+  };
+  // Timers that keep running while the database is away: a missed beat is logged, not fatal.
+  const every = (ms: number, what: string, fn: () => Promise<void>) => {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      fn()
+        .catch((error: unknown) => logger.warn({ err: error }, `worker ${what} failed`))
+        .finally(() => (running = false));
+    }, ms);
+    timer.unref();
+    return timer;
+  };
+  await beat().catch((error: unknown) => logger.warn({ err: error }, "worker heartbeat failed"));
+  const timers = [every(heartbeatMs, "heartbeat", beat), every(Math.max(heartbeatMs, deadAfterMs / 3), "recovery", recover)];
+
+  const stop = runner.stop.bind(runner);
+  runner.stop = async () => {
+    for (const timer of timers) clearInterval(timer);
+    await stop();
+    // Its jobs are released: nobody needs to recover them.
+    if (workerId) await pool.query("select app_private.worker_stopped($1)", [workerId]).catch(() => {});
+  };
   return runner;
 }

@@ -7,6 +7,9 @@ import { createApp, type App, type AppOptions } from "../../src/http/app.ts";
 import { loggerOptions, type Logger } from "../../src/logger.ts";
 import type { TestDatabase } from "./database.ts";
 
+/** What production must be given beyond the test defaults (email explicitly off here). */
+export const PRODUCTION_ENV = { NODE_ENV: "production", PUBLIC_URL: "https://api.example.com", SMTP_URL: "disabled" } as const;
+
 /** Configuration as `npm start` would build it from `env`, pointed at the test database. */
 export function testConfig(db: TestDatabase, env: Record<string, string> = {}): Config {
   return loadConfig({
