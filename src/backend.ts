@@ -1,7 +1,5 @@
 import { once } from "node:events";
 import type { Server } from "node:http";
-import type { Duplex } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Runner } from "graphile-worker";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/database.ts";
@@ -25,28 +23,6 @@ async function listen(server: Server, port: number, host: string): Promise<numbe
   await once(server, "listening");
   const address = server.address();
   return typeof address === "object" && address ? address.port : port;
-}
-
-/** WebSocket connections of a server, so shutdown can end them (subscriptions cannot drain). */
-function trackUpgrades(server: Server): Set<Duplex> {
-  const sockets = new Set<Duplex>();
-  server.on("upgrade", (_req, socket: Duplex) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-  });
-  return sockets;
-}
-
-/**
- * Stops accepting connections, ends WebSockets (clients reconnect elsewhere) and waits for
- * in-flight requests, at most `timeoutMs`.
- */
-async function drain(server: Server, websockets: Set<Duplex>, timeoutMs: number): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  for (const socket of websockets) socket.destroy();
-  const timedOut = await Promise.race([closed.then(() => false), sleep(timeoutMs).then(() => true)]);
-  if (timedOut) server.closeAllConnections();
 }
 
 /**
@@ -76,13 +52,12 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
         ? await startWorker({ pool: pools.owner, concurrency: config.worker.concurrency, logger })
         : undefined;
     if (worker) cleanup.push(() => worker.stop());
-    const websockets = trackUpgrades(app.server);
     const port = await listen(app.server, config.port, config.host);
 
     const stop = async () => {
       const drainMs = Math.max(1000, config.shutdownTimeoutMs / 2);
-      logger.info("shutting down: no new connections, draining requests");
-      await drain(app.server, websockets, drainMs);
+      logger.info("shutting down: not ready, no new connections, draining requests");
+      await app.drain({ timeoutMs: drainMs });
       if (worker) {
         logger.info("waiting for running jobs to finish");
         await worker.stop();

@@ -160,6 +160,8 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(4),
   WORKER_HEALTH_FILE: optional(z.string().trim().min(1)),
   SHUTDOWN_TIMEOUT: duration.default(10),
+  HTTP_REQUEST_TIMEOUT: duration.default(30),
+  WEBSOCKET_KEEPALIVE: duration.default(12),
 });
 
 export type NodeEnv = "development" | "test" | "production";
@@ -234,6 +236,10 @@ export interface Config {
   /** healthFile: touched at every heartbeat of `npm run worker`, for a container healthcheck. */
   worker: { mode: "inline" | "off"; concurrency: number; healthFile: string | undefined };
   shutdownTimeoutMs: number;
+  /** How long one HTTP request (its body included) may take; slow clients are cut off after it. */
+  requestTimeoutMs: number;
+  /** WebSockets are pinged this often; one that does not answer within it is closed. */
+  websocketKeepaliveMs: number;
 }
 
 /** Secrets that development generates once and keeps in `<DATA_DIR>/secrets.json`. */
@@ -398,5 +404,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: e.LOG_LEVEL,
     worker: { mode: e.WORKER, concurrency: e.WORKER_CONCURRENCY, healthFile: e.WORKER_HEALTH_FILE },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT * 1000,
+    requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
+    websocketKeepaliveMs: e.WEBSOCKET_KEEPALIVE * 1000,
   };
 }

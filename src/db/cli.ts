@@ -43,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const config = loadConfig(process.env, process.cwd(), "cli");
-  const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel, pretty: process.stdout.isTTY });
+  const logger = createLogger({ level: config.logLevel === "info" ? "warn" : config.logLevel, pretty: config.env !== "production" && process.stdout.isTTY });
 
   if (command === "bootstrap") {
     if (!config.database.ownerUrl) {

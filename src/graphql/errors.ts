@@ -110,7 +110,7 @@ export const ErrorCodesPlugin: GraphileConfig.Plugin = {
           // header: say so in the status too (grafserv answers 200 to application/json clients).
           const codes = new Set(errors.map((error) => error.extensions?.code));
           if (codes.has("database_unavailable")) return { ...result, statusCode: 503, headers: { ...result.headers, "retry-after": "5" } };
-          if (codes.has("query_too_complex")) return { ...result, statusCode: 400 };
+          if (codes.has("query_too_complex") || codes.has("websocket_required")) return { ...result, statusCode: 400 };
         }
         if (result?.type === "error") {
           const safe = isSafeError(result.error) ? result.error : undefined;

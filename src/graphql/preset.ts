@@ -69,6 +69,7 @@ export function makeGraphilePreset(options: {
       graphiqlPath: "/graphiql",
       graphiqlOnGraphQLGET: false,
       websockets: true,
+      websocketKeepalive: config.websocketKeepaliveMs,
       maxRequestLength: config.bodyLimitBytes,
       maskError: makeMaskError(options.logger),
     },

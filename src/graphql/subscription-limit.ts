@@ -1,11 +1,18 @@
-import { GraphQLError } from "postgraphile/graphql";
+import { getOperationAST, GraphQLError, OperationTypeNode } from "postgraphile/graphql";
+
+const overWebSocket = (args: { requestContext?: unknown }) => Boolean((args.requestContext as { ws?: unknown } | undefined)?.ws);
+const websocketRequired = () =>
+  new GraphQLError("Subscriptions need a WebSocket: connect to /graphql with the graphql-transport-ws protocol.", {
+    extensions: { code: "websocket_required" },
+  });
 
 const isStream = <T>(value: object): value is AsyncGenerator<T, void, void> => Symbol.asyncIterator in value;
 
 /**
  * Every live subscription costs a database check per event it receives, so one user may hold at
  * most `max` of them at a time (per API instance); the next one is refused with
- * `too_many_subscriptions` until another ends.
+ * `too_many_subscriptions` until another ends. Subscriptions sent over plain HTTP are refused
+ * (`websocket_required`).
  */
 export function makeSubscriptionLimitPlugin(max: number): GraphileConfig.Plugin {
   const live = new Map<string, number>();
@@ -57,7 +64,14 @@ export function makeSubscriptionLimitPlugin(max: number): GraphileConfig.Plugin 
     version: "1.0.0",
     grafast: {
       middleware: {
+        execute(next, event) {
+          // Over plain HTTP a subscription would hold the request open until its first event.
+          const operation = getOperationAST(event.args.document, event.args.operationName);
+          if (operation?.operation === OperationTypeNode.SUBSCRIPTION && !overWebSocket(event.args)) return { errors: [websocketRequired()] };
+          return next();
+        },
         async subscribe(next, event) {
+          if (!overWebSocket(event.args)) return { errors: [websocketRequired()] };
           const pgSettings = (event.args.contextValue as { pgSettings?: Record<string, string> } | undefined)?.pgSettings;
           const userId = pgSettings?.["jwt.claims.user_id"];
           if (!userId) return next();

@@ -18,6 +18,7 @@ import { makeSubscriptionLimitPlugin } from "../graphql/subscription-limit.ts";
 import type { Logger } from "../logger.ts";
 import { clientKey } from "./client-address.ts";
 import { corsPolicy } from "./cors.ts";
+import { createDrain, type Drain } from "./drain.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import { warnOnUntrustedForwardedFor } from "./forwarded-warning.ts";
 import { healthRoutes } from "./health.ts";
@@ -43,6 +44,8 @@ export interface App {
   app: express.Express;
   /** The HTTP server (not listening yet); websockets for subscriptions attach to it. */
   server: Server;
+  /** Drains the server for a shutdown (see src/http/drain.ts). */
+  drain: Drain["drain"];
   /** Releases PostGraphile (schema, websockets, subscriptions); pools are the caller's. */
   release(): Promise<void>;
 }
@@ -56,13 +59,24 @@ export interface App {
 export async function createApp(options: AppOptions): Promise<App> {
   const { config, pools, logger, roles } = options;
   const app = express();
-  const server = createServer(app);
+  // Slow clients may not hold a connection for Node's 300 s: headers within 10 s, the whole
+  // request within HTTP_REQUEST_TIMEOUT (checked every second, not every 30).
+  const server = createServer(
+    {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(10_000, config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs),
+    },
+    app,
+  );
+  const drain = createDrain(server);
   const metrics = createMetrics({ ownerPool: pools.owner });
 
   app.disable("x-powered-by");
   // Only the configured proxies may say who the client is; by default nobody can (req.ip is the peer).
   app.set("trust proxy", config.trustProxy);
 
+  app.use(drain.middleware);
   app.use(requestId);
   app.use(requestLog(logger));
   app.use(warnOnUntrustedForwardedFor(config.trustProxy, logger));
@@ -70,7 +84,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.use(securityHeaders({ graphiql: config.env !== "production" }));
   app.use(corsPolicy(config.corsOrigins));
 
-  app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration }));
+  app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration, draining: drain.draining }));
   app.get("/metrics", metrics.handler);
 
   const identityDeps = { jwt: config.jwt, ownerPool: pools.owner };
@@ -110,5 +124,5 @@ export async function createApp(options: AppOptions): Promise<App> {
     await pgl.release();
     await pgService.release?.();
   };
-  return { app, server, release };
+  return { app, server, drain: drain.drain, release };
 }

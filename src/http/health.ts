@@ -2,21 +2,33 @@ import { Router } from "express";
 import type pg from "pg";
 
 /**
- * /healthz: the process is alive. /readyz: the database answers and holds the newest committed
- * migration, so a load balancer only routes to instances that can serve.
+ * /healthz: the process is alive. /readyz: the instance can serve: it is not shutting down, the
+ * database answers and holds at least the migrations this build needs (a newer database is fine:
+ * during a rolling deploy the old instances keep serving while the new ones migrate).
  */
-export function healthRoutes(options: { ownerPool: pg.Pool; /** hash of the newest committed migration */ latestMigration: string | undefined }): Router {
+export function healthRoutes(options: {
+  ownerPool: pg.Pool;
+  /** Hash of the newest committed migration this build has. */
+  latestMigration: string | undefined;
+  draining: () => boolean;
+}): Router {
   const router = Router();
   router.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
   router.get("/readyz", async (_req, res) => {
+    if (options.draining()) {
+      res.status(503).json({ error: { code: "shutting_down", message: "This instance is shutting down; send requests to another." } });
+      return;
+    }
     try {
-      const { rows } = await options.ownerPool.query<{ filename: string; hash: string }>(
-        "select filename, hash from graphile_migrate.migrations order by filename desc limit 1",
+      const { rows } = await options.ownerPool.query<{ filename: string; has_ours: boolean }>(
+        `select (select filename from graphile_migrate.migrations order by filename desc limit 1) as filename,
+                exists (select 1 from graphile_migrate.migrations where hash = $1) as has_ours`,
+        [options.latestMigration ?? ""],
       );
       const applied = rows[0];
-      if (!applied || applied.hash !== options.latestMigration) {
+      if (options.latestMigration && !applied?.has_ours) {
         res.status(503).json({
           error: {
             code: "migrations_pending",
@@ -25,7 +37,7 @@ export function healthRoutes(options: { ownerPool: pg.Pool; /** hash of the newe
         });
         return;
       }
-      res.json({ status: "ready", migration: applied.filename });
+      res.json({ status: "ready", migration: applied?.filename ?? null });
     } catch {
       res.status(503).json({ error: { code: "database_unavailable", message: "The database is not reachable." } });
     }
