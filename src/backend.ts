@@ -1,11 +1,13 @@
 import { once } from "node:events";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
+import express from "express";
 import type { Runner } from "graphile-worker";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/database.ts";
 import { createPools } from "./db/pools.ts";
 import { latestCommittedMigration, migrateDatabase } from "./db/setup.ts";
 import { createApp } from "./http/app.ts";
+import { metricsAuth } from "./http/metrics.ts";
 import type { Logger } from "./logger.ts";
 import { startWorker } from "./worker/runner.ts";
 
@@ -53,6 +55,18 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
         : undefined;
     if (worker) cleanup.push(() => worker.stop());
     const port = await listen(app.server, config.port, config.host);
+    let metricsServer: Server | undefined;
+    if (config.metrics.port !== undefined) {
+      // Metrics on a port of their own, e.g. reachable only inside the cluster.
+      const metricsApp = express();
+      metricsApp.get("/metrics", metricsAuth(config.metrics.token), app.metrics);
+      metricsServer = createServer(metricsApp);
+      const metricsPort = await listen(metricsServer, config.metrics.port, config.host);
+      cleanup.push(() => new Promise<void>((resolve) => metricsServer!.close(() => resolve())));
+      logger.info({ port: metricsPort }, "metrics served on their own port");
+    } else if (config.env === "production" && !config.metrics.token) {
+      logger.warn("/metrics is not served: set METRICS_PORT (a port of its own) or METRICS_TOKEN (a bearer token on this one)");
+    }
 
     const stop = async () => {
       const drainMs = Math.max(1000, config.shutdownTimeoutMs / 2);
@@ -62,6 +76,8 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
         logger.info("waiting for running jobs to finish");
         await worker.stop();
       }
+      metricsServer?.closeAllConnections();
+      await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
       await app.release();
       await pools.end();
       await database.stop();

@@ -161,6 +161,8 @@ const EnvSchema = z.object({
   WORKER_HEALTH_FILE: optional(z.string().trim().min(1)),
   SHUTDOWN_TIMEOUT: duration.default(10),
   HTTP_REQUEST_TIMEOUT: duration.default(30),
+  METRICS_PORT: optional(z.coerce.number().int().min(0).max(65535)),
+  METRICS_TOKEN: optional(z.string().min(16, "must be at least 16 characters")),
   WEBSOCKET_KEEPALIVE: duration.default(12),
 });
 
@@ -240,6 +242,8 @@ export interface Config {
   requestTimeoutMs: number;
   /** WebSockets are pinged this often; one that does not answer within it is closed. */
   websocketKeepaliveMs: number;
+  /** Where /metrics is served: its own port, or the public one behind a bearer token (open in development). */
+  metrics: { port: number | undefined; token: string | undefined };
 }
 
 /** Secrets that development generates once and keeps in `<DATA_DIR>/secrets.json`. */
@@ -406,5 +410,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT * 1000,
     requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     websocketKeepaliveMs: e.WEBSOCKET_KEEPALIVE * 1000,
+    metrics: { port: e.METRICS_PORT, token: e.METRICS_TOKEN },
   };
 }

@@ -1,7 +1,8 @@
 import { Router } from "express";
 import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildTestApp, captureLogger, type TestApp } from "./helpers/app.ts";
+import { buildTestApp, captureLogger, PRODUCTION_ENV, type TestApp } from "./helpers/app.ts";
+import { graphql } from "./helpers/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 
 let db: TestDatabase;
@@ -160,5 +161,33 @@ describe("health, readiness and metrics", () => {
     expect(res.text).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/healthz",status_code="200"\} \d+/);
     expect(res.text).toMatch(/route="unmatched",status_code="404"/);
     expect(res.text).not.toContain("/does-not-exist/123");
+  });
+
+  it("labels routes of mounted routers with their full path, and counts GraphQL responses and pool connections", async () => {
+    await request(api.app).get("/auth/me");
+    await graphql(api, "{ __typename }");
+    await graphql(api, "{ nope }");
+    const res = await request(api.app).get("/metrics");
+    expect(res.text).toMatch(/http_request_duration_seconds_count\{method="GET",route="\/auth\/me",status_code="401"\} \d+/);
+    expect(res.text).not.toMatch(/route="\/me"/);
+    expect(res.text).toMatch(/graphql_responses_total\{status_code="200",error_code="none"\} \d+/);
+    expect(res.text).toMatch(/graphql_responses_total\{status_code="\d+",error_code="graphql_validation_failed"\} \d+/);
+    expect(res.text).toMatch(/db_pool_connections\{pool="authenticator",state="total"\} \d+/);
+  });
+
+  it("keeps /metrics off the public port in production unless a token is set, and checks the token", async () => {
+    const open = await buildTestApp(db, { env: PRODUCTION_ENV });
+    const guarded = await buildTestApp(db, { env: { ...PRODUCTION_ENV, METRICS_TOKEN: "metrics-token-0123456789" } });
+    try {
+      expect((await request(open.app).get("/metrics")).status).toBe(404);
+      expect((await request(guarded.app).get("/metrics")).status).toBe(401);
+      expect((await request(guarded.app).get("/metrics").set("Authorization", "Bearer wrong-token-0123456789xx")).status).toBe(401);
+      const allowed = await request(guarded.app).get("/metrics").set("Authorization", "Bearer metrics-token-0123456789");
+      expect(allowed.status).toBe(200);
+      expect(allowed.text).toContain("process_cpu_user_seconds_total");
+    } finally {
+      await open.close();
+      await guarded.close();
+    }
   });
 });

@@ -18,6 +18,8 @@ const USAGE = `Usage: npm run db:<command> [-- graphile-migrate options]
 Without DATABASE_URL these use the embedded development database (started if needed).`;
 
 const MIGRATE_COMMANDS = new Set(["migrate", "watch", "commit", "uncommit", "reset", "status", "compile", "run"]);
+/** Commands that run migrations on the shadow database (the embedded setup has one of its own). */
+const NEEDS_SHADOW = new Set(["watch", "commit", "uncommit"]);
 
 function graphileMigrate(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -60,10 +62,22 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
+  if (config.database.ownerUrl && !config.database.shadowUrl && NEEDS_SHADOW.has(command)) {
+    throw new ConfigError([
+      `SHADOW_DATABASE_URL: db:${command} checks migrations on a scratch database first; set it to one graphile-migrate may drop and recreate (e.g. …/oddscenes_shadow)`,
+    ]);
+  }
   const database = await openDatabase(config, logger);
   try {
     if (command === "migrate" || command === "reset") await installWorkerSchema(database.urls.owner);
-    return await graphileMigrate([command, ...rest], migrateEnv(database.urls));
+    const env = migrateEnv(database.urls);
+    if (!env.SHADOW_DATABASE_URL) {
+      // status and migrate never open the shadow database, but graphile-migrate's settings want one named.
+      const unused = new URL(database.urls.owner);
+      unused.pathname = `${unused.pathname}_shadow`;
+      env.SHADOW_DATABASE_URL = unused.toString();
+    }
+    return await graphileMigrate([command, ...rest], env);
   } finally {
     await database.stop();
   }

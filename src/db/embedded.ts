@@ -128,9 +128,28 @@ async function clusterDirectory(dataDir: string, ids: Ids): Promise<string> {
   if (!ids || (await canTraverse(dataDir, ids))) return wanted;
   const hash = createHash("sha256").update(dataDir).digest("hex").slice(0, 12);
   const elsewhere = path.join("/var/tmp", `oddscenes-pg-${hash}`);
+  // No link but a cluster there: .data/ was deleted to start over, and that cluster (with the
+  // deleted secrets' password) goes with it, unless it is still running.
+  if (existsSync(elsewhere)) {
+    const pidFile = path.join(elsewhere, "postmaster.pid");
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) || undefined : undefined;
+    if (pid && isAlive(pid)) {
+      throw new Error(`The embedded PostgreSQL of a deleted ${dataDir} is still running (pid ${pid}, data in ${elsewhere}); stop it first (kill ${pid}).`);
+    }
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
   mkdirSync(elsewhere, { recursive: true, mode: 0o755 });
   symlinkSync(elsewhere, wanted);
   return elsewhere;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 async function pgCtl(args: string[], ids: Ids) {

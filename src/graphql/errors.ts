@@ -128,3 +128,30 @@ export const ErrorCodesPlugin: GraphileConfig.Plugin = {
     },
   },
 };
+
+/**
+ * Counts every GraphQL response over HTTP by status and first error code (GraphQL errors usually
+ * travel in a 200, so the HTTP metrics alone do not show them). Runs outside ErrorCodesPlugin, so
+ * it sees the codes and statuses clients see.
+ */
+export function makeGraphqlMetricsPlugin(count: (statusCode: number, codes: string[]) => void): GraphileConfig.Plugin {
+  return {
+    name: "GraphqlMetricsPlugin",
+    version: "1.0.0",
+    before: ["ErrorCodesPlugin"],
+    grafserv: {
+      middleware: {
+        async processRequest(next) {
+          const result = await next();
+          if (result?.type === "json") {
+            const errors = (result.json as { errors?: ErrorLike[] } | null)?.errors ?? [];
+            count(result.statusCode, errors.map((error) => codeOf(error, result.statusCode)));
+          } else if (result) {
+            count(result.statusCode, []);
+          }
+          return result;
+        },
+      },
+    },
+  };
+}

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import express, { type Router } from "express";
+import express, { type RequestHandler, type Router } from "express";
 import { postgraphile } from "postgraphile";
 import { grafserv } from "postgraphile/grafserv/express/v4";
 import proxyAddr from "proxy-addr";
@@ -12,6 +12,7 @@ import { createSocketSessions } from "../auth/socket-sessions.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
+import { makeGraphqlMetricsPlugin } from "../graphql/errors.ts";
 import { makeGraphilePreset, pgServiceFor } from "../graphql/preset.ts";
 import { createGraphqlRateLimiter, graphqlClientRateLimit, graphqlUserRateLimit, makeGraphqlRateLimitPlugin } from "../graphql/rate-limit.ts";
 import { makeSubscriptionLimitPlugin } from "../graphql/subscription-limit.ts";
@@ -22,7 +23,7 @@ import { createDrain, type Drain } from "./drain.ts";
 import { errorHandler, notFound } from "./errors.ts";
 import { warnOnUntrustedForwardedFor } from "./forwarded-warning.ts";
 import { healthRoutes } from "./health.ts";
-import { createMetrics } from "./metrics.ts";
+import { createMetrics, metricsAuth } from "./metrics.ts";
 import { requestId } from "./request-id.ts";
 import { requestLog } from "./request-log.ts";
 import { securityHeaders } from "./security-headers.ts";
@@ -46,6 +47,8 @@ export interface App {
   server: Server;
   /** Drains the server for a shutdown (see src/http/drain.ts). */
   drain: Drain["drain"];
+  /** Serves /metrics; backend.ts mounts it on METRICS_PORT when that is set. */
+  metrics: RequestHandler;
   /** Releases PostGraphile (schema, websockets, subscriptions); pools are the caller's. */
   release(): Promise<void>;
 }
@@ -70,7 +73,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     app,
   );
   const drain = createDrain(server);
-  const metrics = createMetrics({ ownerPool: pools.owner });
+  const metrics = createMetrics({ ownerPool: pools.owner, pools: { owner: pools.owner, authenticator: pools.authenticator } });
 
   app.disable("x-powered-by");
   // Only the configured proxies may say who the client is; by default nobody can (req.ip is the peer).
@@ -85,7 +88,11 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.use(corsPolicy(config.corsOrigins));
 
   app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration, draining: drain.draining }));
-  app.get("/metrics", metrics.handler);
+  // /metrics: on its own port when METRICS_PORT is set (see backend.ts), else here behind
+  // METRICS_TOKEN; in production without either it is not served on the public port at all.
+  if (!config.metrics.port && (config.metrics.token || config.env !== "production")) {
+    app.get("/metrics", metricsAuth(config.metrics.token), metrics.handler);
+  }
 
   const identityDeps = { jwt: config.jwt, ownerPool: pools.owner };
   const sessions = createSocketSessions({ ...identityDeps, logger, intervalMs: options.socketCheckIntervalMs });
@@ -104,6 +111,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       plugins: [
         makeGraphqlRateLimitPlugin(limiter, (request) => clientKey(proxyAddr(request, app.get("trust proxy fn")))),
         makeSubscriptionLimitPlugin(config.graphqlMaxSubscriptions),
+        makeGraphqlMetricsPlugin(metrics.countGraphql),
       ],
     }),
   );
@@ -124,5 +132,5 @@ export async function createApp(options: AppOptions): Promise<App> {
     await pgl.release();
     await pgService.release?.();
   };
-  return { app, server, drain: drain.drain, release };
+  return { app, server, drain: drain.drain, metrics: metrics.handler, release };
 }

@@ -1,6 +1,7 @@
+import { timingSafeEqual } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import type pg from "pg";
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Paths served by mounted handlers (PostGraphile) that have no Express route object. */
 const MOUNTED_PATHS = ["/graphql", "/graphiql", "/ruru-static"];
@@ -11,11 +12,23 @@ export interface Metrics {
   middleware: RequestHandler;
   /** Serves the registry in Prometheus text format. */
   handler: RequestHandler;
+  /** Counts a GraphQL response by HTTP status and error code ("none" when it has no errors). */
+  countGraphql(statusCode: number, codes: string[]): void;
 }
 
-/** The route template, never the raw URL, so label values stay few. */
+/**
+ * The route template, never the raw URL, so label values stay few. A router's mount path is gone
+ * from req.baseUrl once the router is done (an error answered by the app's handler, or the
+ * response finishing later), so it is taken from the URL: the segments before the route's own.
+ */
 function routeLabel(req: Request): string {
-  if (req.route?.path) return `${req.baseUrl}${String(req.route.path)}`;
+  if (typeof req.route?.path === "string") {
+    const route: string = req.route.path;
+    const segments = (req.originalUrl.split("?")[0] ?? "").split("/").filter(Boolean);
+    const own = route.split("/").filter(Boolean).length;
+    const mount = segments.slice(0, Math.max(0, segments.length - own));
+    return `${mount.length ? `/${mount.join("/")}` : ""}${route}`;
+  }
   return MOUNTED_PATHS.find((p) => req.path === p || req.path.startsWith(`${p}/`)) ?? "unmatched";
 }
 
@@ -68,10 +81,34 @@ function databaseGauges(registry: Registry, ownerPool: pg.Pool): void {
   );
 }
 
-export function createMetrics(options: { ownerPool: pg.Pool }): Metrics {
+/** The pools' connections, by state: in use, idle, and requests waiting for one (a sign of starvation). */
+function poolGauges(registry: Registry, pools: Record<string, pg.Pool>): void {
+  new Gauge({
+    name: "db_pool_connections",
+    help: "Database connections of this process's pools, by pool and state (total, idle, waiting requests).",
+    labelNames: ["pool", "state"] as const,
+    registers: [registry],
+    collect() {
+      for (const [name, pool] of Object.entries(pools)) {
+        this.set({ pool: name, state: "total" }, pool.totalCount);
+        this.set({ pool: name, state: "idle" }, pool.idleCount);
+        this.set({ pool: name, state: "waiting" }, pool.waitingCount);
+      }
+    },
+  });
+}
+
+export function createMetrics(options: { ownerPool: pg.Pool; pools?: Record<string, pg.Pool> }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   databaseGauges(registry, options.ownerPool);
+  poolGauges(registry, options.pools ?? { owner: options.ownerPool });
+  const graphql = new Counter({
+    name: "graphql_responses_total",
+    help: "GraphQL responses (HTTP), by status code and the code of their first error: GraphQL errors often travel in a 200.",
+    labelNames: ["status_code", "error_code"] as const,
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: "http_request_duration_seconds",
     help: "HTTP request duration in seconds, by method, route template and status code.",
@@ -86,8 +123,22 @@ export function createMetrics(options: { ownerPool: pg.Pool }): Metrics {
       res.once("finish", () => end({ method: req.method, route: routeLabel(req), status_code: String(res.statusCode) }));
       next();
     },
+    countGraphql(statusCode, codes) {
+      graphql.inc({ status_code: String(statusCode), error_code: codes[0] ?? "none" });
+    },
     handler: async (_req, res) => {
       res.type(registry.contentType).send(await registry.metrics());
     },
+  };
+}
+
+/** With a token, /metrics answers only `Authorization: Bearer <token>` (compared in constant time). */
+export function metricsAuth(token: string | undefined): RequestHandler {
+  if (!token) return (_req, _res, next) => next();
+  const expected = Buffer.from(`Bearer ${token}`);
+  return (req, res, next) => {
+    const given = Buffer.from(req.get("authorization") ?? "");
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return next();
+    res.status(401).set("WWW-Authenticate", 'Bearer realm="metrics"').json({ error: { code: "unauthenticated", message: "Metrics need the METRICS_TOKEN bearer token." } });
   };
 }
