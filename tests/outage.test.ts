@@ -7,7 +7,7 @@ import { buildTestApp, type TestApp } from "./helpers/app.ts";
 import { graphql, RELAXED_LIMITS, signUp, type SignedUp } from "./helpers/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 import { primed, subscriber } from "./helpers/realtime.ts";
-import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.ts";
+import { startTcpProxy, type TcpProxy } from "../scripts/lib/tcp-proxy.ts";
 import { arrangeTenants, gqlOk, type Tenants } from "./helpers/tenants.ts";
 
 let db: TestDatabase;

@@ -175,6 +175,14 @@ export function makeQueryLimitsPlugin(limits: QueryLimits, options: { introspect
   return {
     name: "QueryLimitsPlugin",
     version: "1.0.0",
+    schema: {
+      hooks: {
+        // Operation plans kept per schema (grafast's default is 500): bounded like the parse cache.
+        GraphQLSchema(config) {
+          return { ...config, extensions: { ...config.extensions, grafast: { ...config.extensions?.grafast, operationsCacheMaxLength: 200 } } };
+        },
+      },
+    },
     grafserv: {
       middleware: {
         setPreset(next, event) {

@@ -70,6 +70,9 @@ export function makeGraphilePreset(options: {
       graphiqlOnGraphQLGET: false,
       websockets: true,
       websocketKeepalive: config.websocketKeepaliveMs,
+      // Parsed documents kept (each up to GRAPHQL_MAX_DOCUMENT): enough for any real client's set
+      // of operations, too few for a stream of distinct hostile documents to grow memory far.
+      parseAndValidateCacheSize: 200,
       maxRequestLength: config.bodyLimitBytes,
       maskError: makeMaskError(options.logger),
     },
