@@ -3,7 +3,7 @@ import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
 import { pgSettingsFor, requestPolicy, userIdentity, withRequestRole } from "../db/request-role.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
-import { clientKey } from "../http/client-address.ts";
+import { clientKey, ipOf } from "../http/client-address.ts";
 import { AppError } from "../http/errors.ts";
 import { authenticate } from "./authenticate.ts";
 import { Bodies, parseBody } from "./bodies.ts";
@@ -79,7 +79,7 @@ export function authRoutes(deps: AuthDeps): Router {
 
   const userAgent = (req: Request) => req.get("user-agent") ?? null;
   // Bodies are validated before anything is keyed on them, so no raw field reaches a rate limit.
-  const client = (req: Request) => clientKey(req.ip);
+  const client = (req: Request) => clientKey(ipOf(req) ?? undefined);
 
   router.post("/register", async (req, res) => {
     const body = parseBody(Bodies.register, req.body);
@@ -87,7 +87,7 @@ export function authRoutes(deps: AuthDeps): Router {
     const hash = await passwords.hash(body.password);
     const { rows } = await owner.query<{ user_id: string; session_id: string; refresh_token: string; device_token: string }>(
       "select * from app_private.register($1, $2, $3, $4, $5, $6)",
-      [body.email, body.name, hash, userAgent(req), req.ip, config.jwt.refreshTtlSeconds],
+      [body.email, body.name, hash, userAgent(req), ipOf(req), config.jwt.refreshTtlSeconds],
     );
     const row = rows[0]!;
     res.status(201).json(await sessionResponse({ userId: row.user_id, sessionId: row.session_id }, row.refresh_token, row.device_token));
@@ -124,7 +124,7 @@ export function authRoutes(deps: AuthDeps): Router {
     const rehash = passwords.needsRehash(account.password_hash) ? await passwords.hash(body.password) : null;
     const session = await owner.query<{ session_id: string; refresh_token: string; device_token: string | null }>(
       "select * from app_private.login_succeeded($1, $2, $3, $4, $5, $6, $7, $8)",
-      [account.user_id, body.email, client(req), deviceId, rehash, userAgent(req), req.ip, config.jwt.refreshTtlSeconds],
+      [account.user_id, body.email, client(req), deviceId, rehash, userAgent(req), ipOf(req), config.jwt.refreshTtlSeconds],
     );
     const opened = session.rows[0]!;
     res.json(await sessionResponse({ userId: account.user_id, sessionId: opened.session_id }, opened.refresh_token, opened.device_token ?? body.deviceToken));

@@ -44,7 +44,16 @@ export function verifyAccessToken(settings: Config["jwt"], token: string): Verif
     }
     throw new AppError(401, "invalid_token", "The access token is not valid.");
   }
-  if (typeof claims === "string" || !UUID.test(claims.sub ?? "") || !UUID.test(String(claims.sid ?? "")) || typeof claims.exp !== "number") {
+  // An expiry past what this server issues (an Infinity from 1e309, a year ahead) is not ours.
+  const latest = Date.now() / 1000 + settings.accessTtlSeconds + 60;
+  if (
+    typeof claims === "string" ||
+    !UUID.test(claims.sub ?? "") ||
+    !UUID.test(String(claims.sid ?? "")) ||
+    typeof claims.exp !== "number" ||
+    !Number.isFinite(claims.exp) ||
+    claims.exp > latest
+  ) {
     throw new AppError(401, "invalid_token", "The access token is not valid.");
   }
   return { userId: claims.sub!, sessionId: String(claims.sid), expiresAt: claims.exp * 1000 };

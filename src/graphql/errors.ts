@@ -77,6 +77,10 @@ export function makeMaskError(logger: Logger) {
       const code = typeof original.extensions?.code === "string" ? original.extensions.code : "validation_failed";
       return withCode(error, original.message, { ...original.extensions, code });
     }
+    // The filter plugin's own refusals of `null` and `{}` (plain Errors it has not marked safe).
+    if (original && /^(Null literals|Empty objects) are forbidden in filter argument input\.$/.test(original.message)) {
+      return withCode(error, original.message, { code: "validation_failed" });
+    }
     // A variable that does not fit its type: graphql-js words these itself (naming the variable
     // and the value), so the message is safe to show.
     if (error.path === undefined && VARIABLE_ERROR.test(error.message)) return withCode(error, error.message, { code: "validation_failed" });

@@ -159,6 +159,45 @@ export function queryLimitsRule(limits: QueryLimits): ValidationRule {
   };
 }
 
+/** Brackets nested deeper than this in a document or its variables are refused before parsing. */
+const MAX_NESTING = 100;
+
+/** The deepest nesting of {, [ and ( in a document, strings and comments skipped. */
+function documentNesting(document: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < document.length; i++) {
+    const c = document[i];
+    if (c === "#") {
+      while (i < document.length && document[i] !== "\n") i++;
+    } else if (c === '"') {
+      const block = document.startsWith('"""', i);
+      const end = block ? document.indexOf('"""', i + 3) : -1;
+      if (block) i = end === -1 ? document.length : end + 2;
+      else for (i++; i < document.length && document[i] !== '"'; i++) if (document[i] === "\\") i++;
+    } else if (c === "{" || c === "[" || c === "(") {
+      deepest = Math.max(deepest, ++depth);
+    } else if (c === "}" || c === "]" || c === ")") {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
+/** The deepest nesting of objects and arrays in a JSON value, without recursion. */
+function valueNesting(value: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== "object") continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_NESTING) return deepest;
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
 /** A rule that words its errors without "Did you mean …?" (which would spell out the schema). */
 const withoutSuggestions =
   (rule: ValidationRule): ValidationRule =>
@@ -198,6 +237,16 @@ export function makeQueryLimitsPlugin(limits: QueryLimits, options: { introspect
               code: "query_too_large",
               figure: query.length,
               limit: limits.maxDocumentLength,
+            });
+          }
+          // Parsing and validating recurse once per level: refuse absurd nesting before either.
+          const nesting = Math.max(typeof query === "string" ? documentNesting(query) : 0, valueNesting(event.body.variableValues));
+          if (nesting > MAX_NESTING) {
+            throw new SafeError(`The request nests ${nesting} levels deep; the limit is ${MAX_NESTING}.`, {
+              statusCode: 400,
+              code: "query_too_complex",
+              figure: nesting,
+              limit: MAX_NESTING,
             });
           }
           return next();

@@ -20,7 +20,8 @@ import type { Logger } from "../logger.ts";
 import { clientKey } from "./client-address.ts";
 import { corsPolicy } from "./cors.ts";
 import { createDrain, type Drain } from "./drain.ts";
-import { errorHandler, notFound } from "./errors.ts";
+import { AppError, errorHandler, notFound } from "./errors.ts";
+import { answerMalformedHttp, refuseUnreadableAccept } from "./malformed.ts";
 import { warnOnUntrustedForwardedFor } from "./forwarded-warning.ts";
 import { healthRoutes } from "./health.ts";
 import { createMetrics, metricsAuth } from "./metrics.ts";
@@ -69,9 +70,12 @@ export async function createApp(options: AppOptions): Promise<App> {
       requestTimeout: config.requestTimeoutMs,
       headersTimeout: Math.min(10_000, config.requestTimeoutMs),
       connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs),
+      // A request without Host reaches Express (and gets our error shape) instead of a bare 400.
+      requireHostHeader: false,
     },
     app,
   );
+  answerMalformedHttp(server);
   const drain = createDrain(server);
   const metrics = createMetrics({ ownerPool: pools.owner, pools: { owner: pools.owner, authenticator: pools.authenticator } });
 
@@ -115,6 +119,9 @@ export async function createApp(options: AppOptions): Promise<App> {
       ],
     }),
   );
+  app.use("/graphql", refuseUnreadableAccept);
+  // Ruru's assets: a name that is not a plain file name gets our 404, not grafserv's HTML page.
+  app.use("/ruru-static", (req, _res, next) => (/^\/[\w.-]+$/.test(req.path) && !req.path.includes("..") ? next() : next(new AppError(404, "not_found", "No such file."))));
   const serv = pgl.createServ(grafserv);
   await serv.addTo(app, server);
 

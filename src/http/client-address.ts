@@ -13,3 +13,13 @@ export function clientKey(ip: string | undefined): string {
   if (v6.isIPv4MappedAddress()) return v6.toIPv4Address().toString();
   return `${v6.parts.slice(0, 4).map((part) => part.toString(16)).join(":")}::/64`;
 }
+
+/**
+ * The client's address for storing (sessions keep it): `req.ip` when it is an address, else the
+ * peer's. A trusted proxy could still forward garbage in X-Forwarded-For.
+ */
+export function ipOf(req: { ip?: string; socket: { remoteAddress?: string } }): string | null {
+  if (req.ip && ipaddr.isValid(req.ip)) return req.ip;
+  const peer = req.socket.remoteAddress;
+  return peer && ipaddr.isValid(peer) ? peer : null;
+}

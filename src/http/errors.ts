@@ -18,9 +18,22 @@ export class AppError extends Error {
   }
 }
 
-/** Errors raised by body-parser carry a `type` and an HTTP status. */
+/**
+ * Errors raised while reading a body: body-parser's carry a `type`; a body declared as gzip,
+ * deflate or br that does not decompress is zlib's own error (a `Z_…` code); anything else
+ * body-parser marks as the client's fault carries a 4xx status and `expose`.
+ */
 function fromBodyParser(error: unknown): AppError | undefined {
-  if (typeof error !== "object" || error === null || !("type" in error)) return undefined;
+  if (typeof error !== "object" || error === null) return undefined;
+  const { code, status, expose } = error as { code?: unknown; status?: unknown; expose?: unknown };
+  if (typeof code === "string" && code.startsWith("Z_")) {
+    return new AppError(400, "invalid_encoding", "The request body does not decompress as its Content-Encoding says.");
+  }
+  if (!("type" in error)) {
+    return expose === true && typeof status === "number" && status >= 400 && status < 500
+      ? new AppError(status, "bad_request", "The request body could not be read.")
+      : undefined;
+  }
   switch ((error as { type: unknown }).type) {
     case "entity.parse.failed":
       return new AppError(400, "invalid_json", "The request body is not valid JSON.");
@@ -32,7 +45,9 @@ function fromBodyParser(error: unknown): AppError | undefined {
     case "request.aborted":
       return new AppError(400, "request_aborted", "The request was aborted before its body arrived.");
     default:
-      return undefined;
+      return expose === true && typeof status === "number" && status >= 400 && status < 500
+        ? new AppError(status, "bad_request", "The request body could not be read.")
+        : undefined;
   }
 }
 
