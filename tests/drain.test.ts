@@ -64,7 +64,7 @@ describe("a deploy drops nothing", () => {
       const clients = Array.from({ length: 16 }, client);
       await new Promise((resolve) => setTimeout(resolve, 200));
       const before = answered;
-      const drained = api.drain({ timeoutMs: 5000, idleGraceMs: 300 });
+      const drained = api.drain({ timeoutMs: 5000, idleGraceMs: 1000 });
       const ready = await request(api.app).get("/readyz");
       expect(ready.status).toBe(503);
       expect(ready.body.error.code).toBe("shutting_down");

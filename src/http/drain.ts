@@ -19,7 +19,9 @@ export interface Drain {
    * Stops taking connections and lets the open ones finish: a request arriving on a kept-alive
    * connection is still answered (with `Connection: close`), and a connection is closed only
    * between requests, once idle for `idleGraceMs`. WebSockets are ended at once (clients
-   * reconnect to another instance). Whatever is still open after `timeoutMs` is cut.
+   * reconnect to another instance). Whatever is still open after `timeoutMs` is cut. The grace
+   * defaults to the server's keep-alive timeout, which every response announces (Keep-Alive:
+   * timeout=5), so clients do not send on a connection they expect to be closed by then.
    */
   drain(options: { timeoutMs: number; idleGraceMs?: number }): Promise<void>;
 }
@@ -54,7 +56,7 @@ export function createDrain(server: Server): Drain {
       next();
     },
     draining: () => draining,
-    async drain({ timeoutMs, idleGraceMs = 1000 }) {
+    async drain({ timeoutMs, idleGraceMs = server.keepAliveTimeout }) {
       draining = true;
       // Stop accepting connections, without http.Server.close()'s closing of idle ones at once:
       // a request may be on its way on any of them.
