@@ -41,12 +41,15 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
     await migrateDatabase(database.urls, logger);
     const pools = createPools(database.urls, logger);
     cleanup.push(() => pools.end());
+    // An in-process worker that stopped by itself makes this instance unready (jobs would pile up).
+    let workerAlive = true;
     const app = await createApp({
       config,
       pools,
       logger,
       roles: database.urls.roles,
       latestMigration: await latestCommittedMigration(),
+      workerAlive: () => workerAlive,
     });
     cleanup.push(() => app.release());
     const worker =
@@ -54,6 +57,12 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
         ? await startWorker({ pool: pools.owner, concurrency: config.worker.concurrency, logger })
         : undefined;
     if (worker) cleanup.push(() => worker.stop());
+    let stopping = false;
+    worker?.promise
+      .catch(() => undefined)
+      .then(() => {
+        if (!stopping) workerAlive = false;
+      });
     const port = await listen(app.server, config.port, config.host);
     let metricsServer: Server | undefined;
     if (config.metrics.port !== undefined) {
@@ -69,9 +78,10 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
     }
 
     const stop = async () => {
+      stopping = true;
       const drainMs = Math.max(1000, config.shutdownTimeoutMs / 2);
       logger.info("shutting down: not ready, no new connections, draining requests");
-      await app.drain({ timeoutMs: drainMs });
+      await app.drain({ timeoutMs: drainMs, delayMs: config.shutdownDelayMs });
       if (worker) {
         logger.info("waiting for running jobs to finish");
         await worker.stop();

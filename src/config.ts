@@ -161,6 +161,7 @@ const EnvSchema = z.object({
   WORKER_HEALTH_FILE: optional(z.string().trim().min(1)),
   SHUTDOWN_TIMEOUT: duration.default(10),
   HTTP_REQUEST_TIMEOUT: duration.default(30),
+  SHUTDOWN_DELAY: optional(duration),
   METRICS_PORT: optional(z.coerce.number().int().min(0).max(65535)),
   METRICS_TOKEN: optional(z.string().min(16, "must be at least 16 characters")),
   WEBSOCKET_KEEPALIVE: duration.default(12),
@@ -238,6 +239,8 @@ export interface Config {
   /** healthFile: touched at every heartbeat of `npm run worker`, for a container healthcheck. */
   worker: { mode: "inline" | "off"; concurrency: number; healthFile: string | undefined };
   shutdownTimeoutMs: number;
+  /** How long a stopping instance stays open, already unready, before it drains (load balancers lag). */
+  shutdownDelayMs: number;
   /** How long one HTTP request (its body included) may take; slow clients are cut off after it. */
   requestTimeoutMs: number;
   /** WebSockets are pinged this often; one that does not answer within it is closed. */
@@ -278,8 +281,13 @@ const SECRET_VARIABLES = /SECRET|PASSWORD|TOKEN|KEY/;
 /** A variable's value as an error message may show it: secrets never, passwords in URLs masked. */
 function shown(name: string, value: unknown): string | undefined {
   if (typeof value !== "string" || SECRET_VARIABLES.test(name)) return undefined;
-  const masked = value.replace(/(\/\/[^:/@]*:)[^@/]*@/, "$1***@");
-  return masked.length > 80 ? `${masked.slice(0, 77)}...` : masked;
+  if (name.endsWith("_URL") && name !== "PUBLIC_URL") {
+    // Connection URLs carry credentials in many shapes: show only the scheme and the host.
+    if (!URL.canParse(value)) return undefined;
+    const url = new URL(value);
+    return url.hostname ? `${url.protocol}//${url.host}/…` : undefined;
+  }
+  return value.length > 80 ? `${value.slice(0, 77)}...` : value;
 }
 
 /** Secrets copied from the examples: fine on a laptop, never in production. */
@@ -408,6 +416,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: e.LOG_LEVEL,
     worker: { mode: e.WORKER, concurrency: e.WORKER_CONCURRENCY, healthFile: e.WORKER_HEALTH_FILE },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT * 1000,
+    shutdownDelayMs: (e.SHUTDOWN_DELAY ?? (production ? 5 : 0)) * 1000,
     requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     websocketKeepaliveMs: e.WEBSOCKET_KEEPALIVE * 1000,
     metrics: { port: e.METRICS_PORT, token: e.METRICS_TOKEN },

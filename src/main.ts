@@ -55,5 +55,5 @@ export async function main(): Promise<void> {
   // In production the "ready" line says it; stdout is a JSON log stream there.
   if (config.env !== "production") process.stdout.write(banner(config, backend) + "\n");
 
-  stopOnSignals(logger, backend.stop, config.shutdownTimeoutMs + 15_000);
+  stopOnSignals(logger, backend.stop, config.shutdownDelayMs + config.shutdownTimeoutMs + 15_000);
 }

@@ -32,7 +32,8 @@ const sendEmailToken: Task = async (rawPayload, helpers) => {
     return;
   }
   const link = `${publicUrl()}${PAGES[minted.purpose]}?token=${minted.token}`;
-  await deliverEmail(helpers, minted.email, minted.purpose, { name: minted.name, link });
+  // A retry makes a new token (the old link is dead), so its email is a new one, not a duplicate.
+  await deliverEmail(helpers, minted.email, minted.purpose, { name: minted.name, link }, { perAttempt: true });
   await helpers.query("select app_private.email_token_sent($1)", [id]);
 };
 

@@ -35,7 +35,7 @@ const sendInvitation: Task = async (rawPayload, helpers) => {
     organizationName: minted.organization_name,
     role: minted.role,
     link: `${publicUrl()}/accept-invitation?token=${minted.token}`,
-  });
+  }, { perAttempt: true });
   await helpers.query("select app_private.invitation_sent($1)", [id]);
 };
 

@@ -83,6 +83,23 @@ describe("a deploy drops nothing", () => {
     }
   });
 
+  it("with a delay, it stays open while /readyz already says 503, then stops taking connections", async () => {
+    const { api, port, stop } = await listening();
+    try {
+      const drained = api.drain({ timeoutMs: 3000, delayMs: 600, idleGraceMs: 200 });
+      const ready = await request(api.app).get("/readyz");
+      expect(ready.status).toBe(503);
+      // A load balancer that has not noticed yet still gets an answer on a new connection.
+      const late = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(late.status).toBe(200);
+      expect(late.headers.get("connection")).toBe("close");
+      await drained;
+      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+    } finally {
+      await stop();
+    }
+  });
+
   it("/readyz is ready with a database newer than the build, and not with an older one", async () => {
     const { rows } = await db.root.query("select hash from graphile_migrate.migrations order by filename desc limit 2");
     const older = await buildTestApp(db, { env: RELAXED_LIMITS, latestMigration: rows[1].hash });
@@ -130,6 +147,23 @@ describe("slow and silent clients", () => {
       const started = Date.now();
       await new Promise((resolve) => socket.once("close", resolve));
       expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await stop();
+    }
+  });
+
+  it("a WebSocket message larger than BODY_LIMIT closes the socket (1009) before it is buffered further", async () => {
+    const { port, stop } = await listening({ BODY_LIMIT: "64kb" });
+    try {
+      const { default: WebSocket } = await import("ws");
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/graphql`, "graphql-transport-ws");
+      await new Promise((resolve, reject) => {
+        socket.once("open", resolve);
+        socket.once("error", reject);
+      });
+      const closed = new Promise<number>((resolve) => socket.once("close", (code) => resolve(code)));
+      socket.send(JSON.stringify({ type: "connection_init", payload: { padding: "x".repeat(200 * 1024) } }));
+      expect(await closed).toBe(1009);
     } finally {
       await stop();
     }

@@ -47,6 +47,33 @@ describe("documents that would stall the server are refused before planning", ()
     expect(refused.error.message).toMatch(/^The query asks for 1001\+ fields \(fragments expanded\); the limit is 1000\.$/);
   });
 
+  it("a bomb of fragments with no fields in them, ending in an unknown or a cyclic fragment, is refused too", async () => {
+    for (const end of ["...Missing", "...F0"]) {
+      const levels = 30;
+      const fragments = Array.from({ length: levels }, (_, i) => `fragment F${i} on Query { ${i === levels - 1 ? end : `...F${i + 1} ...F${i + 1}`} }`);
+      const refused = await send(api, `{ ...F0 } ${fragments.join(" ")}`);
+      expect(refused.status).toBe(400);
+      expect(refused.error.extensions).toMatchObject({ code: "query_too_complex", limit: 1000 });
+    }
+  });
+
+  it("introspection is measured like any other query where it is allowed", async () => {
+    const wide = `{ __schema { types { ${Array.from({ length: 60 }, (_, i) => `f${i}: fields { name }`).join(" ")} } } }`;
+    const refused = await send(api, wide);
+    expect(refused.status).toBe(400);
+    expect(refused.error.message).toBe("The query uses 51+ aliases; the limit is 50.");
+  });
+
+  it("absurd nesting is refused before parsing, however the document hides it", async () => {
+    for (const query of [`${"{a".repeat(5000)}`, `#\r${"{a".repeat(5000)}`, `{ a(s: """ \\""" { """) ${"{a".repeat(5000)} }`]) {
+      const refused = await send(api, query);
+      expect(refused.status, query.slice(0, 30)).toBe(400);
+      expect(refused.error.extensions).toMatchObject({ code: "query_too_complex", limit: 100 });
+    }
+    const variables = await send(api, `query ($f: TaskFilter) { tasks(filter: $f) { nodes { title } } }`, { f: JSON.parse(`${'{"not":'.repeat(500)}{}${"}".repeat(500)}`) });
+    expect(variables.error.extensions).toMatchObject({ code: "query_too_complex", limit: 100 });
+  });
+
   it("thousands of aliases: refused by size before parsing, and by count below that", async () => {
     const huge = `{ ${Array.from({ length: 20_000 }, (_, i) => `a${i}: currentUser { name }`).join(" ")} }`;
     const tooLarge = await send(api, huge);

@@ -1,5 +1,5 @@
 --! Previous: sha1:b4626b0b8696fa48e3a96f4bd8abc57e8779260c
---! Hash: sha1:adc705313f9afc778baf53a9a98ed13d1af32ce9
+--! Hash: sha1:6cbba99c226d3de6ff6aa3113d1535b3a6c1bf91
 --! Message: Resilience
 
 --------------------------------------------------------------------------------
@@ -14,7 +14,7 @@
 -- live one within a minute.
 --------------------------------------------------------------------------------
 
-drop function if exists app_private.recover_dead_workers(interval, interval);
+drop function if exists app_private.recover_dead_workers(interval);
 drop function if exists app_private.worker_stopped(text);
 drop function if exists app_private.worker_heartbeat(text, text, int);
 drop table if exists app_private.worker_heartbeats;
@@ -48,7 +48,7 @@ as $$
 $$;
 comment on function app_private.worker_stopped(text) is 'A worker that stopped cleanly (its jobs are already released) leaves.';
 
-create function app_private.recover_dead_workers(silence interval, orphan_age interval default interval '5 minutes')
+create function app_private.recover_dead_workers(silence interval)
 returns table (worker_id text, jobs int)
 language plpgsql volatile
 set search_path = pg_catalog, public, pg_temp
@@ -56,18 +56,13 @@ as $$
 declare
   v_dead text[];
 begin
-  -- Dead: silent for `silence`; or holding locks older than `orphan_age` without ever having
-  -- beaten (a process killed before its first heartbeat).
+  -- Dead: silent for `silence`. Only workers that have beaten reliably for longer than that call
+  -- this (after an outage every heartbeat is stale at once, and the living must not be taken
+  -- for dead).
   with silent as (
     delete from app_private.worker_heartbeats h where h.last_seen < now() - silence returning h.worker_id
   )
-  select array_agg(distinct id) into v_dead from (
-    select s.worker_id as id from silent s
-    union
-    select j.locked_by from graphile_worker._private_jobs j
-      where j.locked_by is not null and j.locked_at < now() - orphan_age
-        and not exists (select 1 from app_private.worker_heartbeats h where h.worker_id = j.locked_by)
-  ) dead;
+  select array_agg(s.worker_id) into v_dead from silent s;
   if v_dead is null then
     return;
   end if;
@@ -77,8 +72,8 @@ begin
   perform graphile_worker.force_unlock_workers(v_dead);
 end;
 $$;
-comment on function app_private.recover_dead_workers(interval, interval) is
-  'Hands back the jobs of workers that stopped beating for `silence` (or never beat, with locks older than `orphan_age`) so live workers run them now, instead of after graphile-worker''s 4 hours. Returns each dead worker and how many jobs it held.';
+comment on function app_private.recover_dead_workers(interval) is
+  'Hands back the jobs of workers that stopped beating for `silence`, so live workers run them now instead of after graphile-worker''s 4 hours. Returns each dead worker and how many jobs it held.';
 
 --------------------------------------------------------------------------------
 -- Email deliveries: a retry after a send that succeeded sends nothing

@@ -71,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (command === "migrate" || command === "reset") await installWorkerSchema(database.urls.owner);
     const env = migrateEnv(database.urls);
-    if (!env.SHADOW_DATABASE_URL) {
+    if (!env.SHADOW_DATABASE_URL && (command === "status" || command === "migrate")) {
       // status and migrate never open the shadow database, but graphile-migrate's settings want one named.
       const unused = new URL(database.urls.owner);
       unused.pathname = `${unused.pathname}_shadow`;

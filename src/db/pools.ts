@@ -12,7 +12,9 @@ export interface Pools {
 
 export function createPools(urls: DatabaseUrls, logger: Logger, options: { max?: number } = {}): Pools {
   const make = (connectionString: string, name: string) => {
-    const pool = new pg.Pool({ connectionString, max: options.max ?? 10, application_name: `oddscenes:${name}` });
+    // A database that drops packets must not hold requests for the OS's two-minute TCP timeout:
+    // after 5 s they answer 503 database_unavailable.
+    const pool = new pg.Pool({ connectionString, max: options.max ?? 10, application_name: `oddscenes:${name}`, connectionTimeoutMillis: 5000 });
     // An idle client losing its connection must not crash the process; the pool replaces it.
     pool.on("error", (error) => logger.warn({ err: error, pool: name }, "idle database connection failed"));
     pool.on("connect", (client) => {

@@ -42,13 +42,20 @@ export async function alreadyDelivered(helpers: EmailJob): Promise<boolean> {
  * the message and where it went, never its links: they may carry tokens. Without SMTP_URL the
  * message is an .eml file to open instead.
  */
-export async function deliverEmail<N extends TemplateName>(helpers: EmailJob, to: string, template: N, variables: TemplateVariables<N>): Promise<void> {
+export async function deliverEmail<N extends TemplateName>(
+  helpers: EmailJob,
+  to: string,
+  template: N,
+  variables: TemplateVariables<N>,
+  options: { /** The email differs on each attempt (a fresh token): a retry must not look like a duplicate. */ perAttempt?: boolean } = {},
+): Promise<void> {
   if (await alreadyDelivered(helpers)) {
     helpers.logger.info(`email of job ${helpers.job.id} already went out on an earlier attempt; not sending it again`);
     return;
   }
   const { config, mailer } = emailSettings();
-  const messageId = `<job-${helpers.job.id}.${helpers.job.revision}@${mailDomain(config.email.from)}>`;
+  const attempt = options.perAttempt ? `.${helpers.job.attempts}` : "";
+  const messageId = `<job-${helpers.job.id}.${helpers.job.revision}${attempt}@${mailDomain(config.email.from)}>`;
   const email = renderEmail(template, variables);
   const { delivered, file } = await mailer.send(to, email, messageId);
   await helpers.query("insert into app_private.email_deliveries (delivery_key, message_id) values ($1, $2) on conflict do nothing", [

@@ -2,6 +2,8 @@ import { access, constant, lambda, SafeError, type ConnectionStep, type Step } f
 import {
   getNamedType,
   GraphQLError,
+  SchemaMetaFieldDef,
+  TypeMetaFieldDef,
   isCompositeType,
   Kind,
   NoSchemaIntrospectionCustomRule,
@@ -21,7 +23,7 @@ export interface QueryLimits {
   maxDepth: number;
   /** Aliased fields, after fragments are expanded. */
   maxAliases: number;
-  /** Fields, after fragments are expanded (a spread counts each time it is used). */
+  /** Fields and fragment spreads, after fragments are expanded (a spread counts each time it is used). */
   maxFields: number;
   /**
    * Estimated field resolutions: every field counts once per row it is resolved for, and a
@@ -110,7 +112,15 @@ export function queryLimitsRule(limits: QueryLimits): ValidationRule {
               if (!introspection) depth = Math.max(depth, frame.level);
               if (check()) break;
               if (!selection.selectionSet) continue;
-              const definition = "getFields" in frame.type ? frame.type.getFields()[name] : undefined;
+              // Introspection's fields are not among a type's own: look them up, so they are measured too.
+              const definition =
+                name === "__schema"
+                  ? SchemaMetaFieldDef
+                  : name === "__type"
+                    ? TypeMetaFieldDef
+                    : "getFields" in frame.type
+                      ? frame.type.getFields()[name]
+                      : undefined;
               const type = definition ? getNamedType(definition.type) : undefined;
               if (!type || !isCompositeType(type)) continue; // unknown field: another rule reports it
               const paginated = definition!.args.some((argument) => argument.name === "first");
@@ -137,9 +147,14 @@ export function queryLimitsRule(limits: QueryLimits): ValidationRule {
                 spread: frame.spread,
               });
             } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+              // Fragments count as fields do: a bomb of spreads with no fields in them costs too.
+              fields += 1;
+              if (check()) break;
               const condition = selection.typeCondition ? schema.getType(selection.typeCondition.name.value) : frame.type;
               stack.push({ ...frame, selectionSet: selection.selectionSet, type: condition && isCompositeType(condition) ? condition : frame.type });
             } else {
+              fields += 1;
+              if (check()) break;
               const fragment = fragments.get(selection.name.value);
               if (!fragment || frame.spread.has(fragment.name.value)) continue; // unknown or cyclic: other rules report it
               const condition = schema.getType(fragment.typeCondition.name.value);
@@ -169,12 +184,16 @@ function documentNesting(document: string): number {
   for (let i = 0; i < document.length; i++) {
     const c = document[i];
     if (c === "#") {
-      while (i < document.length && document[i] !== "\n") i++;
+      // A comment ends at any line terminator: \n, \r or both.
+      while (i < document.length && document[i] !== "\n" && document[i] !== "\r") i++;
     } else if (c === '"') {
-      const block = document.startsWith('"""', i);
-      const end = block ? document.indexOf('"""', i + 3) : -1;
-      if (block) i = end === -1 ? document.length : end + 2;
-      else for (i++; i < document.length && document[i] !== '"'; i++) if (document[i] === "\\") i++;
+      if (document.startsWith('"""', i)) {
+        // A block string ends at the first """ that is not escaped as \""".
+        for (i += 3; i < document.length && !document.startsWith('"""', i); i++) if (document.startsWith('\\"""', i)) i += 3;
+        i += 2;
+      } else {
+        for (i++; i < document.length && document[i] !== '"' && document[i] !== "\n" && document[i] !== "\r"; i++) if (document[i] === "\\") i++;
+      }
     } else if (c === "{" || c === "[" || c === "(") {
       deepest = Math.max(deepest, ++depth);
     } else if (c === "}" || c === "]" || c === ")") {

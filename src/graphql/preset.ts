@@ -69,7 +69,6 @@ export function makeGraphilePreset(options: {
       graphiqlPath: "/graphiql",
       graphiqlOnGraphQLGET: false,
       websockets: true,
-      websocketKeepalive: config.websocketKeepaliveMs,
       // Parsed documents kept (each up to GRAPHQL_MAX_DOCUMENT): enough for any real client's set
       // of operations, too few for a stream of distinct hostile documents to grow memory far.
       parseAndValidateCacheSize: 200,

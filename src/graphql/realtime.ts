@@ -83,6 +83,11 @@ function reconnecting<T>(open: () => Promise<AsyncIterableIterator<T>>, first: A
         } catch (error) {
           if (ended || !(error instanceof Error) || !INTERRUPTED.test(error.message)) throw error;
           current = await open();
+          // Ended while reopening: release the new subscription too.
+          if (ended) {
+            await current.return?.();
+            return { done: true, value: undefined };
+          }
         }
       }
     },

@@ -14,6 +14,7 @@ import type { Pools } from "../db/pools.ts";
 import type { DatabaseUrls } from "../db/urls.ts";
 import { makeGraphqlMetricsPlugin } from "../graphql/errors.ts";
 import { makeGraphilePreset, pgServiceFor } from "../graphql/preset.ts";
+import { attachWebSockets } from "../graphql/websocket.ts";
 import { createGraphqlRateLimiter, graphqlClientRateLimit, graphqlUserRateLimit, makeGraphqlRateLimitPlugin } from "../graphql/rate-limit.ts";
 import { makeSubscriptionLimitPlugin } from "../graphql/subscription-limit.ts";
 import type { Logger } from "../logger.ts";
@@ -40,6 +41,8 @@ export interface AppOptions {
   routes?: Array<[path: string, router: Router]>;
   /** How often signed-in WebSockets are checked against their sessions (default 2 s). */
   socketCheckIntervalMs?: number;
+  /** Whether the in-process worker still runs (absent: no worker here); /readyz fails when it stopped. */
+  workerAlive?: () => boolean;
 }
 
 export interface App {
@@ -91,10 +94,10 @@ export async function createApp(options: AppOptions): Promise<App> {
   app.use(securityHeaders({ graphiql: config.env !== "production" }));
   app.use(corsPolicy(config.corsOrigins));
 
-  app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration, draining: drain.draining }));
+  app.use(healthRoutes({ ownerPool: pools.owner, latestMigration: options.latestMigration, draining: drain.draining, workerAlive: options.workerAlive }));
   // /metrics: on its own port when METRICS_PORT is set (see backend.ts), else here behind
   // METRICS_TOKEN; in production without either it is not served on the public port at all.
-  if (!config.metrics.port && (config.metrics.token || config.env !== "production")) {
+  if (config.metrics.port === undefined && (config.metrics.token || config.env !== "production")) {
     app.get("/metrics", metricsAuth(config.metrics.token), metrics.handler);
   }
 
@@ -123,7 +126,9 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Ruru's assets: a name that is not a plain file name gets our 404, not grafserv's HTML page.
   app.use("/ruru-static", (req, _res, next) => (/^\/[\w.-]+$/.test(req.path) && !req.path.includes("..") ? next() : next(new AppError(404, "not_found", "No such file."))));
   const serv = pgl.createServ(grafserv);
-  await serv.addTo(app, server);
+  // WebSockets are ours to attach (src/graphql/websocket.ts), with a message size limit.
+  await serv.addTo(app, server, false);
+  const releaseWebSockets = attachWebSockets(serv, server, { maxPayload: config.bodyLimitBytes, keepaliveMs: config.websocketKeepaliveMs });
 
   // Stripe signs the raw bytes, so its webhook reads the body itself, before any JSON parsing.
   app.use("/webhooks/stripe", stripeWebhook({ config, ownerPool: pools.owner, logger }));
@@ -136,6 +141,7 @@ export async function createApp(options: AppOptions): Promise<App> {
 
   const release = async () => {
     sessions.stop();
+    await releaseWebSockets();
     await pgl.release();
     await pgService.release?.();
   };

@@ -21,9 +21,10 @@ export interface Drain {
    * between requests, once idle for `idleGraceMs`. WebSockets are ended at once (clients
    * reconnect to another instance). Whatever is still open after `timeoutMs` is cut. The grace
    * defaults to the server's keep-alive timeout, which every response announces (Keep-Alive:
-   * timeout=5), so clients do not send on a connection they expect to be closed by then.
+   * timeout=5), so clients do not send on a connection they expect to be closed by then. With
+   * `delayMs`, the server first stays open that long while /readyz already answers 503.
    */
-  drain(options: { timeoutMs: number; idleGraceMs?: number }): Promise<void>;
+  drain(options: { timeoutMs: number; idleGraceMs?: number; delayMs?: number }): Promise<void>;
 }
 
 export function createDrain(server: Server): Drain {
@@ -56,8 +57,11 @@ export function createDrain(server: Server): Drain {
       next();
     },
     draining: () => draining,
-    async drain({ timeoutMs, idleGraceMs = server.keepAliveTimeout }) {
+    async drain({ timeoutMs, idleGraceMs = server.keepAliveTimeout, delayMs = 0 }) {
       draining = true;
+      // Not ready any more, but still taking connections for a while: load balancers keep
+      // sending for a few seconds after an instance turns unready.
+      if (delayMs > 0) await sleep(delayMs);
       // Stop accepting connections, without http.Server.close()'s closing of idle ones at once:
       // a request may be on its way on any of them.
       net.Server.prototype.close.call(server);

@@ -11,6 +11,7 @@ export function healthRoutes(options: {
   /** Hash of the newest committed migration this build has. */
   latestMigration: string | undefined;
   draining: () => boolean;
+  workerAlive?: () => boolean;
 }): Router {
   const router = Router();
   router.get("/healthz", (_req, res) => {
@@ -19,6 +20,10 @@ export function healthRoutes(options: {
   router.get("/readyz", async (_req, res) => {
     if (options.draining()) {
       res.status(503).json({ error: { code: "shutting_down", message: "This instance is shutting down; send requests to another." } });
+      return;
+    }
+    if (options.workerAlive?.() === false) {
+      res.status(503).json({ error: { code: "worker_stopped", message: "This instance's job worker stopped; restart it (see its log)." } });
       return;
     }
     try {

@@ -10,7 +10,8 @@ import { AppError } from "./errors.ts";
  */
 export function answerMalformedHttp(server: Server): void {
   server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || error.code === "ECONNRESET") {
+    // Nothing can be answered on a socket that is gone or already carries (part of) a response.
+    if (!socket.writable || error.code === "ECONNRESET" || (socket as { bytesWritten?: number }).bytesWritten) {
       socket.destroy();
       return;
     }

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import type pg from "pg";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
@@ -27,7 +27,8 @@ function routeLabel(req: Request): string {
     const segments = (req.originalUrl.split("?")[0] ?? "").split("/").filter(Boolean);
     const own = route.split("/").filter(Boolean).length;
     const mount = segments.slice(0, Math.max(0, segments.length - own));
-    return `${mount.length ? `/${mount.join("/")}` : ""}${route}`;
+    // Express matches mount paths regardless of case; the label should not multiply by it.
+    return `${mount.length ? `/${mount.join("/").toLowerCase()}` : ""}${route}`;
   }
   return MOUNTED_PATHS.find((p) => req.path === p || req.path.startsWith(`${p}/`)) ?? "unmatched";
 }
@@ -135,10 +136,11 @@ export function createMetrics(options: { ownerPool: pg.Pool; pools?: Record<stri
 /** With a token, /metrics answers only `Authorization: Bearer <token>` (compared in constant time). */
 export function metricsAuth(token: string | undefined): RequestHandler {
   if (!token) return (_req, _res, next) => next();
-  const expected = Buffer.from(`Bearer ${token}`);
+  // Digests of equal length, so the comparison reveals neither the token nor its length.
+  const digest = (value: string) => createHash("sha256").update(value).digest();
+  const expected = digest(`Bearer ${token}`);
   return (req, res, next) => {
-    const given = Buffer.from(req.get("authorization") ?? "");
-    if (given.length === expected.length && timingSafeEqual(given, expected)) return next();
+    if (timingSafeEqual(digest(req.get("authorization") ?? ""), expected)) return next();
     res.status(401).set("WWW-Authenticate", 'Bearer realm="metrics"').json({ error: { code: "unauthenticated", message: "Metrics need the METRICS_TOKEN bearer token." } });
   };
 }

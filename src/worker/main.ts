@@ -31,7 +31,12 @@ const database = await openDatabase(config, logger).catch((error: unknown) => {
 });
 // A development database this command started itself may be new: bring it up to date first.
 if (database.embedded) await migrateDatabase(database.urls, logger);
-const pool = new pg.Pool({ connectionString: database.urls.owner, max: config.worker.concurrency + 3, application_name: "oddscenes:worker" });
+const pool = new pg.Pool({
+  connectionString: database.urls.owner,
+  max: config.worker.concurrency + 3,
+  application_name: "oddscenes:worker",
+  connectionTimeoutMillis: 5000,
+});
 pool.on("error", (error) => logger.warn({ err: error }, "idle database connection failed"));
 
 const release = async () => {
@@ -46,9 +51,20 @@ if (values.once) {
 } else {
   const worker = await startWorker({ pool, concurrency: config.worker.concurrency, logger, healthFile: config.worker.healthFile });
   logger.info({ concurrency: config.worker.concurrency }, "worker running");
+  let stopping = false;
+  // A worker that stops by itself (it gave up on the database) exits, so a supervisor restarts it.
+  worker.promise
+    .catch(() => undefined)
+    .then(async () => {
+      if (stopping) return;
+      logger.error("the worker stopped by itself; exiting so it can be restarted");
+      await release().catch(() => undefined);
+      process.exit(1);
+    });
   stopOnSignals(
     logger,
     async () => {
+      stopping = true;
       await worker.stop();
       await release();
     },

@@ -66,15 +66,44 @@ export async function startWorker(options: WorkerOptions): Promise<Runner> {
     noHandleSignals: true,
     logger: workerLogger(logger),
   });
-  // A failing job is logged by the worker; an unexpected runner failure must not pass silently.
-  runner.promise.catch((error: unknown) => logger.error({ err: error }, "worker stopped unexpectedly"));
+  let timers: NodeJS.Timeout[] = [];
+  const stopTimers = () => {
+    for (const timer of timers) clearInterval(timer);
+    timers = [];
+  };
+  let stopped = false;
+  // A runner that stops by itself (e.g. it gave up on the database) must not look alive: its
+  // heartbeat stops, so its jobs are recovered, and whoever runs it hears about it.
+  runner.promise.then(
+    () => {
+      stopped = true;
+      stopTimers();
+    },
+    (error: unknown) => {
+      stopped = true;
+      stopTimers();
+      logger.error({ err: error }, "worker stopped unexpectedly");
+    },
+  );
 
+  /** Since when every heartbeat has succeeded (undefined while they fail). */
+  let healthySince: number | undefined;
+  let beating: Promise<unknown> = Promise.resolve();
   const beat = async () => {
-    if (!workerId) return;
-    await pool.query("select app_private.worker_heartbeat($1, $2, $3)", [workerId, hostname(), process.pid]);
+    if (!workerId || stopped) return;
+    try {
+      await pool.query("select app_private.worker_heartbeat($1, $2, $3)", [workerId, hostname(), process.pid]);
+      healthySince ??= Date.now();
+    } catch (error) {
+      healthySince = undefined;
+      throw error;
+    }
     if (options.healthFile) await writeFile(options.healthFile, new Date().toISOString());
   };
   const recover = async () => {
+    // After an outage every heartbeat is stale at once: only a worker that has itself beaten
+    // without a gap for longer than the silence judges others, so by then the living have beaten too.
+    if (healthySince === undefined || Date.now() - healthySince <= deadAfterMs) return;
     const { rows } = await pool.query<{ worker_id: string; jobs: number }>("select * from app_private.recover_dead_workers($1::interval)", [
       `${deadAfterMs} milliseconds`,
     ]);
@@ -83,26 +112,31 @@ export async function startWorker(options: WorkerOptions): Promise<Runner> {
     }
   };
   // Timers that keep running while the database is away: a missed beat is logged, not fatal.
-  const every = (ms: number, what: string, fn: () => Promise<void>) => {
+  const every = (ms: number, what: string, fn: () => Promise<void>, track = false) => {
     let running = false;
     const timer = setInterval(() => {
       if (running) return;
       running = true;
-      fn()
+      const run = fn()
         .catch((error: unknown) => logger.warn({ err: error }, `worker ${what} failed`))
         .finally(() => (running = false));
+      if (track) beating = run;
     }, ms);
     timer.unref();
     return timer;
   };
   await beat().catch((error: unknown) => logger.warn({ err: error }, "worker heartbeat failed"));
-  const timers = [every(heartbeatMs, "heartbeat", beat), every(Math.max(heartbeatMs, deadAfterMs / 3), "recovery", recover)];
+  timers = [every(heartbeatMs, "heartbeat", beat, true), every(Math.max(heartbeatMs, deadAfterMs / 3), "recovery", recover)];
 
   const stop = runner.stop.bind(runner);
   runner.stop = async () => {
-    for (const timer of timers) clearInterval(timer);
-    await stop();
-    // Its jobs are released: nobody needs to recover them.
+    stopTimers();
+    // A runner that already stopped by itself has nothing left to release.
+    if (!stopped) await stop();
+    stopped = true;
+    // Its jobs are released: nobody needs to recover them. A beat still on its way must not
+    // write the row back afterwards.
+    await beating;
     if (workerId) await pool.query("select app_private.worker_stopped($1)", [workerId]).catch(() => {});
   };
   return runner;
