@@ -47,12 +47,16 @@ describe("a deploy drops nothing", () => {
       // 16 clients keep their connections busy, as a load balancer would, until told to close.
       const failures: string[] = [];
       let answered = 0;
+      let warm = 0;
       let stopped = false;
       const client = async () => {
+        let first = true;
         while (!stopped) {
           try {
             const res = await get("/healthz");
             answered += 1;
+            if (first) warm += 1;
+            first = false;
             if (res.status !== 200) failures.push(`status ${res.status}`);
             if (res.connection === "close") return; // this connection is going away: use another instance
           } catch (error) {
@@ -62,7 +66,9 @@ describe("a deploy drops nothing", () => {
         }
       };
       const clients = Array.from({ length: 16 }, client);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Every client connected and answered once: a connection still waiting in the listen
+      // backlog when the listener closes is reset by the kernel (what SHUTDOWN_DELAY avoids).
+      await expect.poll(() => warm, { timeout: 10_000 }).toBe(16);
       const before = answered;
       const drained = api.drain({ timeoutMs: 5000, idleGraceMs: 1000 });
       const ready = await request(api.app).get("/readyz");
