@@ -34,6 +34,9 @@ export function attachWebSockets(
   };
 
   const onConnection = (socket: WebSocket, request: IncomingMessage) => {
+    // A frame over maxPayload, or a broken one, is an error on the socket: ws closes it (1009,
+    // 1002); without a listener it would be an uncaught exception that ends the process.
+    socket.on("error", () => socket.terminate());
     keepalive(socket);
     const closed = graphqlWs.opened(
       {
