@@ -38,6 +38,8 @@ const pool = new pg.Pool({
   connectionTimeoutMillis: 5000,
 });
 pool.on("error", (error) => logger.warn({ err: error }, "idle database connection failed"));
+// A connection that fails while checked out must not crash the process either.
+pool.on("connect", (client) => client.on("error", (error) => logger.warn({ err: error }, "database connection failed")));
 
 const release = async () => {
   await pool.end();
