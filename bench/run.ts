@@ -3,7 +3,8 @@
 // workload with 32 kept-alive connections in alternating rounds, printing req/s and latency
 // percentiles (medians of the rounds) and writing bench/results/latest.{json,md}.
 //
-// Peers (a hand-written Express + pg server, PostGraphile V4, pgbench) are not part of it yet.
+// The hand-written Express + pg server (bench/peers/handwritten.ts) runs beside it, in the same
+// rounds; PostGraphile V4 and pgbench are not part of it yet.
 import { mkdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -11,7 +12,8 @@ import { parseArgs } from "node:util";
 import jwt from "jsonwebtoken";
 import pg from "pg";
 import { PROJECT_ROOT } from "../src/db/setup.ts";
-import { spawnBackend, throwawayDatabase } from "../scripts/lib/stack.ts";
+import { spawn } from "node:child_process";
+import { freePort, spawnBackend, throwawayDatabase } from "../scripts/lib/stack.ts";
 import { FIXTURE, loadData, SIZES, type BenchSize } from "./data.ts";
 
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
@@ -29,6 +31,10 @@ interface Request {
 }
 interface Workload {
   name: string;
+  /** Undoes what the workload wrote, so later workloads (and rounds) see the same data. */
+  reset?: () => Promise<void>;
+  /** The same work against the hand-written peer, when it has an equivalent. */
+  peer?: (index: number) => Promise<(previous?: { status: number; body: string }) => Request>;
   /** Per connection: makes that connection's next request from the previous answer (state lives in the closure). */
   connection: (index: number) => Promise<(previous?: { status: number; body: string }) => Request>;
   /** What a successful answer looks like (a status), to count failures. */
@@ -43,13 +49,13 @@ const graphql = (query: string, variables: Record<string, unknown>, token?: stri
 });
 const graphqlOk = (status: number, body: string) => status === 200 && !body.includes('"errors"');
 
-async function measure(port: number, workload: Workload) {
+async function measure(port: number, workload: Workload, seconds = SECONDS) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   const makers = await Promise.all(Array.from({ length: CONNECTIONS }, (_, i) => workload.connection(i)));
   const latencies: number[] = [];
   let failures = 0;
   let firstFailure: string | undefined;
-  const deadline = Date.now() + SECONDS * 1000;
+  const deadline = Date.now() + seconds * 1000;
   const send = (request: Request) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(
@@ -91,10 +97,14 @@ async function measure(port: number, workload: Workload) {
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   if (firstFailure) console.error(`${workload.name}: ${failures} failed, e.g. ${firstFailure}`);
-  return { rps: latencies.length / SECONDS, p50: at(0.5), p99: at(0.99), failures, requests: latencies.length };
+  return { rps: latencies.length / seconds, p50: at(0.5), p99: at(0.99), failures, requests: latencies.length };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
 
 async function benchSize(size: BenchSize) {
   const { database, close } = await throwawayDatabase();
@@ -127,6 +137,16 @@ async function benchSize(size: BenchSize) {
     },
   });
   const url = `http://127.0.0.1:${backend.port}`;
+  const peerPort = await freePort();
+  const peer = spawn(process.execPath, ["bench/peers/handwritten.ts"], {
+    cwd: PROJECT_ROOT,
+    env: { PATH: process.env.PATH, PORT: String(peerPort), AUTH_DATABASE_URL: database.urls.authenticator, JWT_SECRET, PUBLIC_URL, DATABASE_USER: database.urls.roles.user },
+    stdio: "inherit",
+  });
+  for (let tries = 0; !(await fetch(`http://127.0.0.1:${peerPort}/healthz`).then((r) => r.ok, () => false)); tries++) {
+    if (tries > 100) throw new Error("the hand-written peer did not start");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   const q = async <T extends pg.QueryResultRow>(text: string) => (await root.query<T>(text)).rows;
   const { member, project, task } = (
     await q<{ member: string; project: string; task: string }>(`select ${FIXTURE.member} as member, ${FIXTURE.project} as project, ${FIXTURE.task} as task`)
@@ -149,12 +169,14 @@ async function benchSize(size: BenchSize) {
       name: "Q1 page of 20 tasks by position + totalCount",
       connection: async () => () =>
         graphql(`query ($p: UUID!) { project(rowId: $p) { tasks(first: 20, orderBy: POSITION_ASC) { totalCount nodes { rowId title status position } } } }`, { p: project }, token),
+      peer: async () => () => ({ method: "POST", path: "/q1", body: JSON.stringify({ params: [project] }), token }),
       ok: graphqlOk,
     },
     {
       name: "Q2 orgs → projects → 10 tasks → assignee",
       connection: async () => () =>
         graphql(`{ organizations { nodes { name projects { nodes { name tasks(first: 10, orderBy: POSITION_ASC) { nodes { title assignee { name } } } } } } } }`, {}, token),
+      peer: async () => () => ({ method: "POST", path: "/q2", body: JSON.stringify({ params: [] }), token }),
       ok: graphqlOk,
     },
     {
@@ -165,6 +187,7 @@ async function benchSize(size: BenchSize) {
           { t: task },
           token,
         ),
+      peer: async () => () => ({ method: "POST", path: "/q3", body: JSON.stringify({ params: [task] }), token }),
       ok: graphqlOk,
     },
     {
@@ -175,18 +198,28 @@ async function benchSize(size: BenchSize) {
           {},
           token,
         ),
+      peer: async () => () => ({ method: "POST", path: "/q4a", body: JSON.stringify({ params: [] }), token }),
       ok: graphqlOk,
     },
     {
       name: "Q4b searchTasks + totalCount",
       connection: async () => () => graphql(`{ searchTasks(query: "landing page", first: 20) { totalCount nodes { title } } }`, {}, token),
+      peer: async () => () => ({ method: "POST", path: "/q4b", body: JSON.stringify({ params: [] }), token }),
       ok: graphqlOk,
     },
     {
       name: "M1 createTask",
+      reset: async () => {
+        await root.query("delete from app_public.tasks where title ~ '^(Bench|Peer) [0-9]+$'");
+        await root.query("vacuum analyze app_public.tasks");
+      },
       connection: async () => {
         let n = 0;
         return () => graphql(`mutation ($p: UUID!, $t: String!) { createTask(input: { task: { projectId: $p, title: $t } }) { task { rowId } } }`, { p: project, t: `Bench ${n++}` }, token);
+      },
+      peer: async () => {
+        let n = 0;
+        return () => ({ method: "POST", path: "/m1", body: JSON.stringify({ params: [project, `Peer ${n++}`] }), token });
       },
       ok: graphqlOk,
     },
@@ -209,12 +242,39 @@ async function benchSize(size: BenchSize) {
     },
   ];
 
-  const results: Record<string, Array<Awaited<ReturnType<typeof measure>>>> = {};
-  for (let round = 0; round < ROUNDS; round++) {
-    // Alternate the order each round, so no workload always runs on a warmer (or more loaded) server.
-    const order = round % 2 === 0 ? workloads : [...workloads].reverse();
-    for (const workload of order) (results[workload.name] ??= []).push(await measure(backend.port, workload));
+  // Warm both servers up (JIT, connections, plan caches) before anything counts.
+  for (const workload of workloads) {
+    await measure(backend.port, workload, 1);
+    if (workload.peer) await measure(peerPort, { name: workload.name, connection: workload.peer, ok: () => true }, 1);
+    await workload.reset?.();
   }
+  const results: Record<string, Array<Awaited<ReturnType<typeof measure>>>> = {};
+  const peerResults: Record<string, Array<Awaited<ReturnType<typeof measure>>>> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate the order each round (and ours and the peer's within it: A B, then B A), so no
+    // side always runs on a warmer or more loaded machine.
+    const order = round % 2 === 0 ? workloads : [...workloads].reverse();
+    for (const workload of order) {
+      const ours = () =>
+        measure(backend.port, workload)
+          .then((r) => (results[workload.name] ??= []).push(r))
+          .then(() => workload.reset?.());
+      const theirs = () =>
+        workload.peer
+          ? measure(peerPort, { name: `${workload.name} (peer)`, connection: workload.peer, ok: (status) => status === 200 }).then((r) =>
+              (peerResults[workload.name] ??= []).push(r),
+            ).then(() => workload.reset?.())
+          : Promise.resolve();
+      if (round % 2 === 0) {
+        await ours();
+        await theirs();
+      } else {
+        await theirs();
+        await ours();
+      }
+    }
+  }
+  peer.kill("SIGTERM");
   backend.child.kill("SIGTERM");
   await new Promise((resolve) => backend.child.once("exit", resolve));
   await root.end();
@@ -225,6 +285,7 @@ async function benchSize(size: BenchSize) {
     tasksInProject: searchable,
     workloads: Object.entries(results).map(([name, rounds]) => ({
       name,
+      peerRps: peerResults[name] ? Math.round(median(peerResults[name].map((r) => r.rps))) : undefined,
       rps: Math.round(median(rounds.map((r) => r.rps))),
       rpsSpread: [Math.round(Math.min(...rounds.map((r) => r.rps))), Math.round(Math.max(...rounds.map((r) => r.rps)))],
       p50: Number(median(rounds.map((r) => r.p50)).toFixed(1)),
@@ -240,8 +301,16 @@ const lines: string[] = [];
 for (const size of sizes) {
   const run = await benchSize(size);
   report.runs.push(run);
-  lines.push(`### ${run.size} (loaded in ${(run.loadedMs / 1000).toFixed(1)} s)`, "", "| workload | req/s (median, spread) | p50 ms | p99 ms | failed |", "|---|---|---|---|---|");
-  for (const w of run.workloads) lines.push(`| ${w.name} | ${w.rps} (${w.rpsSpread[0]}-${w.rpsSpread[1]}) | ${w.p50} | ${w.p99} | ${w.failures} |`);
+  lines.push(
+    `### ${run.size} (loaded in ${(run.loadedMs / 1000).toFixed(1)} s)`,
+    "",
+    "| workload | req/s (median, spread) | p50 ms | p99 ms | failed | hand-written req/s | ours / hand-written |",
+    "|---|---|---|---|---|---|---|",
+  );
+  for (const w of run.workloads) {
+    const ratio = w.peerRps ? (w.rps / w.peerRps).toFixed(2) : "–";
+    lines.push(`| ${w.name} | ${w.rps} (${w.rpsSpread[0]}-${w.rpsSpread[1]}) | ${w.p50} | ${w.p99} | ${w.failures} | ${w.peerRps ?? "–"} | ${ratio} |`);
+  }
   lines.push("");
 }
 const markdown = [`Benchmark: ${report.machine}; ${CONNECTIONS} connections, ${ROUNDS} rounds of ${SECONDS} s per workload.`, "", ...lines].join("\n");
