@@ -45,7 +45,7 @@ function userJson(row: UserRow) {
 
 const INVALID_CREDENTIALS = () => new AppError(401, "invalid_credentials", "The email or password is incorrect.");
 
-/** The /auth/* routes of ARCHITECTURE section 4: HTTP and crypto here, every rule in SQL. */
+/** The /auth/* REST routes (listed in the README): HTTP and crypto here, every rule in SQL. */
 export function authRoutes(deps: AuthDeps): Router {
   const { config, pools, roles, passwords } = deps;
   const owner = pools.owner;
