@@ -7,7 +7,7 @@ import { RELAXED_LIMITS, signUp } from "./helpers/auth.ts";
 import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
 import { runJobs } from "./helpers/jobs.ts";
 import { deliver, signature, startFakeStripe, STRIPE_TEST, stripeEnv, stripeEvent, type FakeStripe } from "./helpers/stripe.ts";
-import { gqlOk } from "./helpers/tenants.ts";
+import { gqlError, gqlOk } from "./helpers/tenants.ts";
 
 let db: TestDatabase;
 let api: TestApp;
@@ -423,6 +423,19 @@ describe("whose subscription, and when Stripe and we disagree", () => {
     expect((await ledger()).filter((row) => row.object_id === subscription.id).every((row) => row.processed_at && !row.last_error)).toBe(true);
   });
 
+  it("a live subscription that arrives after its organization was deleted is reported, not settled quietly", async () => {
+    const log = captureLogger("info");
+    const { owner, organizationId, customer } = await customerOrganization();
+    await gqlOk(api, owner.accessToken, `mutation ($id: UUID!) { deleteOrganization(input: { organizationId: $id }) { __typename } }`, { id: organizationId });
+    // The checkout was paid just before the deletion; its webhook comes after.
+    const { price } = stripe.addPlan({ name: "Too late", amount: 100 });
+    const subscription = stripe.addSubscription({ customer, price, organizationId });
+    await deliver(api, stripeEvent("customer.subscription.created", subscription));
+    await runJobs(db, log.logger);
+    expect((await ledger()).find((row) => row.object_id === subscription.id)).toMatchObject({ processed_at: null, last_error: expect.stringContaining("its organization was deleted") });
+    expect(log.lines().some((line) => line.level === 50 && String(line.msg).includes(`${subscription.id} is active in Stripe, but its organization was deleted`))).toBe(true);
+  });
+
   it("a second live subscription for one organization is reported, held back, and takes over when the first ends", async () => {
     const log = captureLogger("info");
     const { organizationId, customer } = await customerOrganization();
@@ -453,6 +466,22 @@ describe("whose subscription, and when Stripe and we disagree", () => {
     expect(notices.rows).toEqual([]);
     const held = await db.root.query("select 1 from app_private.stripe_held_subscriptions where organization_id = $1", [organizationId]);
     expect(held.rowCount).toBe(0);
+  });
+
+  it("an organization with a live subscription held back as a duplicate cannot be deleted", async () => {
+    const { owner, organizationId, customer } = await customerOrganization();
+    const { price } = stripe.addPlan({ name: "Held", amount: 1000 });
+    const first = stripe.addSubscription({ customer, price, organizationId, cancelAtPeriodEnd: true });
+    await deliver(api, stripeEvent("customer.subscription.created", first));
+    await runJobs(db);
+    const second = stripe.addSubscription({ customer, price, organizationId });
+    await deliver(api, stripeEvent("customer.subscription.created", second));
+    await runJobs(db);
+    const refused = await gqlError(api, owner.accessToken, `mutation ($id: UUID!) { deleteOrganization(input: { organizationId: $id }) { __typename } }`, { id: organizationId });
+    expect(refused).toEqual({
+      code: "subscription_active",
+      message: "This organization has a second live subscription that Stripe still bills; cancel it in the billing portal (createBillingPortalSession) first, then delete the organization.",
+    });
   });
 
   it("two live subscriptions synced at the same moment leave exactly one current", async () => {

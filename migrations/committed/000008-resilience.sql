@@ -1,5 +1,5 @@
 --! Previous: sha1:b4626b0b8696fa48e3a96f4bd8abc57e8779260c
---! Hash: sha1:6cbba99c226d3de6ff6aa3113d1535b3a6c1bf91
+--! Hash: sha1:4f4f4b550e8bbee0e1fb10d5d762e8cdf03fbd61
 --! Message: Resilience
 
 --------------------------------------------------------------------------------
@@ -162,3 +162,62 @@ end;
 $$;
 comment on function app_private.cleanup_batch(text, int, timestamptz) is
   E'For the cleanup job: removes at most batch_size rows of one category that are past retention at `now` (never later than the database''s clock), and returns how many. Categories: rate_limits and login_failures (1 day), sessions (with their refresh tokens) and email_tokens (7 days after they ended), refresh_tokens (spent 30 days ago), trusted_devices (unused 90 days), invitations (expired 30 days ago, never accepted), unverified_users (7 days old, no organization, not a site admin, no pending invitation, no confirmation link sent in the last 7 days), stripe_event_payloads (90 days; the ids stay), usage_report_emails and email_deliveries (30 days), failed_jobs (graphile-worker jobs that used up their attempts 30 days ago).';
+
+-- The deprecated all-in-one cleanup covers what cleanup_batch now does too.
+create or replace function app_private.cleanup_expired() returns json
+language plpgsql volatile
+set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+  v_category text;
+  v_removed int;
+  v_total int;
+  v_counts jsonb := '{}';
+begin
+  foreach v_category in array array['rate_limits', 'login_failures', 'sessions', 'refresh_tokens', 'email_tokens', 'trusted_devices',
+      'invitations', 'unverified_users', 'stripe_event_payloads', 'usage_report_emails', 'email_deliveries', 'failed_jobs'] loop
+    v_total := 0;
+    loop
+      v_removed := app_private.cleanup_batch(v_category, 1000, now());
+      v_total := v_total + v_removed;
+      exit when v_removed < 1000;
+    end loop;
+    v_counts := v_counts || jsonb_build_object(v_category, v_total);
+  end loop;
+  return v_counts;
+end;
+$$;
+
+--------------------------------------------------------------------------------
+-- Deleting an organization: a live subscription held back as a duplicate is billed too
+--------------------------------------------------------------------------------
+
+create or replace function app_public.delete_organization(organization_id uuid) returns app_public.organizations
+language plpgsql volatile security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+  v_organization app_public.organizations;
+  v_subscription app_public.subscriptions;
+begin
+  perform app_private.require_role(delete_organization.organization_id, '{owner}', 'delete it');
+  perform app_private.lock_organization(delete_organization.organization_id);
+  perform app_private.require_role(delete_organization.organization_id, '{owner}', 'delete it');
+  select * into v_subscription from app_public.subscriptions s
+    where s.organization_id = delete_organization.organization_id and not s.cancel_at_period_end
+      and not coalesce(s.cancel_at <= coalesce(s.current_period_end, s.cancel_at), false)
+      and s.status in ('incomplete', 'trialing', 'active', 'past_due', 'unpaid', 'paused');
+  if v_subscription.id is not null then
+    raise exception 'This organization''s % subscription %; cancel it in the billing portal (createBillingPortalSession) first, then delete the organization.',
+      replace(v_subscription.status::text, '_', ' '),
+      coalesce('renews on ' || to_char(v_subscription.current_period_end, 'YYYY-MM-DD'), 'would renew')
+      using errcode = 'OS409', detail = 'subscription_active';
+  end if;
+  if exists (select 1 from app_private.stripe_held_subscriptions h where h.organization_id = delete_organization.organization_id) then
+    raise exception 'This organization has a second live subscription that Stripe still bills; cancel it in the billing portal (createBillingPortalSession) first, then delete the organization.'
+      using errcode = 'OS409', detail = 'subscription_active';
+  end if;
+  delete from app_public.organizations o where o.id = delete_organization.organization_id returning * into v_organization;
+  return v_organization;
+end;
+$$;

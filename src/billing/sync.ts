@@ -53,6 +53,9 @@ export function parsePayload<T>(schema: z.ZodType<T>, payload: unknown, helpers:
   return undefined;
 }
 
+/** Statuses of a subscription Stripe bills (or may bill). */
+const LIVE = new Set(["incomplete", "trialing", "active", "past_due", "unpaid", "paused"]);
+
 /** A Stripe object that does not exist (any more): Stripe answers 404 resource_missing. */
 export function isMissing(error: unknown): boolean {
   return error instanceof Stripe.errors.StripeInvalidRequestError && error.statusCode === 404;
@@ -86,6 +89,12 @@ export async function syncSubscription(helpers: JobHelpers, stripe: Stripe, id: 
       `${id} is a second live subscription for an organization that already has ${current}, and Stripe bills both. ` +
         "Cancel one of them in the Stripe dashboard (usually the newer, refunding it if needed); if the current one ends, this one is synced again and takes its place.",
     );
+  }
+  // Paid for after its organization was deleted (a checkout completed just before the deletion):
+  // nothing here is billed for any more, but Stripe still bills it.
+  const status = (subscription as { status?: string }).status;
+  if (outcome === "organization deleted" && status && LIVE.has(status)) {
+    throw new SyncProblem(`${id} is ${status} in Stripe, but its organization was deleted: cancel it in the Stripe dashboard (refunding it if needed).`);
   }
   if (outcome === "unattributed") {
     throw new SyncProblem(
