@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type { Config } from "../config.ts";
 import { AppError } from "../http/errors.ts";
@@ -13,11 +14,22 @@ export interface VerifiedToken extends TokenSubject {
   expiresAt: number;
 }
 
+/**
+ * The signing key as a KeyObject, made once per secret: given the string, jsonwebtoken first
+ * tries (and fails) to parse it as a public key on every verify.
+ */
+const keys = new Map<string, KeyObject>();
+function keyOf(secret: string): KeyObject {
+  let key = keys.get(secret);
+  if (!key) keys.set(secret, (key = createSecretKey(Buffer.from(secret, "utf8"))));
+  return key;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A short-lived HS256 access token: sub (user), sid (session), role, iss, aud, exp. */
 export function signAccessToken(settings: Config["jwt"], subject: TokenSubject): string {
-  return jwt.sign({ sid: subject.sessionId, role: "user" }, settings.secret, {
+  return jwt.sign({ sid: subject.sessionId, role: "user" }, keyOf(settings.secret), {
     algorithm: "HS256",
     subject: subject.userId,
     issuer: settings.issuer,
@@ -33,7 +45,7 @@ export function signAccessToken(settings: Config["jwt"], subject: TokenSubject):
 export function verifyAccessToken(settings: Config["jwt"], token: string): VerifiedToken {
   let claims: jwt.JwtPayload | string;
   try {
-    claims = jwt.verify(token, settings.secret, {
+    claims = jwt.verify(token, keyOf(settings.secret), {
       algorithms: ["HS256"],
       issuer: settings.issuer,
       audience: settings.audience,
