@@ -4,7 +4,7 @@ import type WebSocket from "ws";
 import type { Config } from "../config.ts";
 import { ANONYMOUS, userIdentity, type RequestIdentity } from "../db/request-role.ts";
 import type { IdentityResolver } from "../graphql/preset.ts";
-import { authenticate } from "./authenticate.ts";
+import { authenticate, verifyBearer } from "./authenticate.ts";
 import type { SocketSessions } from "./socket-sessions.ts";
 
 interface Deps {
@@ -22,11 +22,13 @@ export function httpIdentity(res: { locals: Record<string, unknown> }): RequestI
 /**
  * Authenticates HTTP GraphQL requests before PostGraphile sees them: a bad token answers 401
  * with a GraphQL error whose `extensions.code` says why, instead of running as anonymous.
+ * Whether the token's session is still live is checked in the round trip of the operation's
+ * first SQL statement (src/graphql/request-connection.ts).
  */
-export function graphqlHttpAuth(deps: Deps): RequestHandler {
-  return async (req, res, next) => {
+export function graphqlHttpAuth(deps: Pick<Deps, "jwt">): RequestHandler {
+  return (req, res, next) => {
     try {
-      const subject = await authenticate(deps, req.headers.authorization);
+      const subject = verifyBearer(deps.jwt, req.headers.authorization);
       res.locals[IDENTITY] = subject ? userIdentity(subject) : ANONYMOUS;
       next();
     } catch (error) {

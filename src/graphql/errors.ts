@@ -115,6 +115,7 @@ export const ErrorCodesPlugin: GraphileConfig.Plugin = {
           const codes = new Set(errors.map((error) => error.extensions?.code));
           if (codes.has("database_unavailable")) return { ...result, statusCode: 503, headers: { ...result.headers, "retry-after": "5" } };
           if (codes.has("query_too_complex") || codes.has("websocket_required")) return { ...result, statusCode: 400 };
+          if (codes.has("session_ended")) return { ...result, statusCode: 401 };
         }
         if (result?.type === "error") {
           const safe = isSafeError(result.error) ? result.error : undefined;

@@ -3,6 +3,7 @@ import type pg from "pg";
 import type Stripe from "stripe";
 import { makePgService } from "postgraphile/adaptors/pg";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+import { getOperationAST } from "postgraphile/graphql";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import { makeBillingPlugin } from "../billing/graphql.ts";
 import type { Config } from "../config.ts";
@@ -13,6 +14,7 @@ import { makePageSizePlugin, makeQueryLimitsPlugin } from "./limits.ts";
 import { MissingRowIsNotFoundPlugin } from "./not-found.ts";
 import { PrivateUserFieldsPlugin } from "./private-user-fields.ts";
 import { RealtimePlugin } from "./realtime.ts";
+import { attachRequest, makeRequestConnectionPlugin, pipelinedTransactions, requestConnection, SessionCheck } from "./request-connection.ts";
 
 /** Finds the caller of a GraphQL request (HTTP or WebSocket); throws to refuse it. */
 export type IdentityResolver = (requestContext: Partial<Grafast.RequestContext>) => Promise<RequestIdentity>;
@@ -57,6 +59,7 @@ export function makeGraphilePreset(options: {
       PrivateUserFieldsPlugin,
       MissingRowIsNotFoundPlugin,
       ErrorCodesPlugin,
+      makeRequestConnectionPlugin(pool),
       makeQueryLimitsPlugin(config.graphqlLimits, { introspection: config.graphqlIntrospection }),
       makePageSizePlugin(config.graphqlLimits.maxPageSize),
       makeBillingPlugin({ stripe: options.stripe, publicUrl: config.publicUrl, logger: options.logger }),
@@ -76,9 +79,25 @@ export function makeGraphilePreset(options: {
       maskError: makeMaskError(options.logger),
     },
     grafast: {
-      async context(requestContext) {
+      async context(requestContext, args) {
         const identity = await identify(requestContext);
-        return { pgSettings: pgSettingsFor(identity, policy) };
+        const pgSettings = pgSettingsFor(identity, policy);
+        const res = requestContext.expressv4?.res;
+        if (!res) return { pgSettings };
+        const session = new SessionCheck(identity, pgSettings);
+        if (getOperationAST(args.document, args.operationName)?.operation === "query") {
+          // All of a query's SQL on one connection, a round trip a statement (see request-connection.ts).
+          const connection = requestConnection(pool, session, pgSettings);
+          attachRequest(res, { connection, session });
+          res.once("close", () => void connection.end());
+          return { pgSettings, withPgClient: connection.withPgClient };
+        }
+        attachRequest(res, { session });
+        const direct = args.contextValue.withPgClient;
+        if (!direct) return { pgSettings };
+        // A mutation's statements: each in a transaction of its own, BEGIN, settings and the session
+        // check in the round trip of its first statement.
+        return { pgSettings, withPgClient: pipelinedTransactions(pool, session, direct) };
       },
     },
     schema: {

@@ -1,0 +1,181 @@
+import pg from "pg";
+import request from "supertest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pipelinedQuery } from "../src/graphql/pipelined-query.ts";
+import { buildTestApp, type TestApp } from "./helpers/app.ts";
+import { graphql, RELAXED_LIMITS, signUp } from "./helpers/auth.ts";
+import { createTestDatabase, type TestDatabase } from "./helpers/database.ts";
+import { arrangeTenants, gqlOk, type Tenants } from "./helpers/tenants.ts";
+
+// A GraphQL query over HTTP runs all of its SQL on one connection, each statement in one round
+// trip with the request's settings, the first also checking the caller's session
+// (src/graphql/request-connection.ts, src/graphql/pipelined-query.ts).
+
+let db: TestDatabase;
+let api: TestApp;
+let t: Tenants;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  api = await buildTestApp(db, { env: RELAXED_LIMITS });
+  t = await arrangeTenants(api, db, "tx");
+});
+
+afterAll(async () => {
+  await api?.close();
+  await db?.drop();
+});
+
+/** How many times the GraphQL pool hands out a connection while `fn` runs. */
+async function connectionsTaken(fn: () => Promise<unknown>): Promise<number> {
+  let taken = 0;
+  const count = () => void (taken += 1);
+  api.pools.authenticator.on("acquire", count);
+  try {
+    await fn();
+  } finally {
+    api.pools.authenticator.off("acquire", count);
+  }
+  return taken;
+}
+
+const allReturned = () => api.pools.authenticator.idleCount === api.pools.authenticator.totalCount;
+
+describe("a GraphQL query takes one connection", () => {
+  it("takes one connection for a page, its totalCount and nested lists, and gives it back before answering", async () => {
+    const query = `{ projects { totalCount nodes { name tasks(first: 3) { totalCount nodes { title } } } } organizations { nodes { name } } }`;
+    const taken = await connectionsTaken(() => gqlOk(api, t.member.accessToken, query));
+    expect(taken).toBe(1);
+    expect(allReturned()).toBe(true);
+  });
+
+  it("a mutation still commits its own work, and queries see it", async () => {
+    const created = await gqlOk(api, t.member.accessToken, `mutation ($org: UUID!) { createProject(input: { project: { organizationId: $org, name: "Committed" } }) { project { rowId } } }`, {
+      org: t.acme.id,
+    });
+    const id = created.createProject.project.rowId;
+    const seen = await gqlOk(api, t.member.accessToken, `query ($id: UUID!) { project(rowId: $id) { name } }`, { id });
+    expect(seen.project.name).toBe("Committed");
+    expect(allReturned()).toBe(true);
+  });
+
+  it("one failing statement fails its own field only", async () => {
+    const res = await graphql(api, `{ bad: tasks(filter: { dueAt: { lessThan: "294277-01-01T00:00:00Z" } }) { totalCount } good: projects { totalCount } }`, {
+      token: t.member.accessToken,
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.errors).toHaveLength(1);
+    expect(res.body.errors[0].path).toEqual(["bad"]);
+    expect(res.body.errors[0].extensions.code).toBe("validation_failed");
+    expect(res.body.data.good.totalCount).toBeGreaterThan(0);
+    expect(allReturned()).toBe(true);
+  });
+
+  it("leaves no connection idle in a transaction once answered", async () => {
+    const res = await graphql(api, `{ currentUser { name } }`, { token: t.member.accessToken });
+    expect(res.status).toBe(200);
+    // Roles are shared by every test database in the cluster: count this database's connections only.
+    const { rows } = await db.root.query(
+      "select count(*)::int as n from pg_stat_activity where state = 'idle in transaction' and usename = $1 and datname = current_database()",
+      [db.urls.roles.authenticator],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+});
+
+describe("an ended session is refused before any data is read", () => {
+  it("answers 401 session_ended to a query and to a mutation, and leaks no connection", async () => {
+    const account = await signUp(api);
+    expect((await graphql(api, "{ currentUserId }", { token: account.accessToken })).status).toBe(200);
+    expect((await request(api.app).post("/auth/logout").send({ refreshToken: account.refreshToken })).status).toBe(204);
+
+    const query = await graphql(api, "{ organizations { totalCount } }", { token: account.accessToken });
+    expect(query.status).toBe(401);
+    expect(query.body.errors.map((e: { extensions: { code: string } }) => e.extensions.code)).toEqual(["session_ended"]);
+    expect(query.body.data?.organizations ?? null).toBeNull();
+
+    const mutation = await graphql(api, `mutation { updateCurrentUser(input: { name: "Ghost" }) { user { name } } }`, { token: account.accessToken });
+    expect(mutation.status).toBe(401);
+    expect(mutation.body.errors[0].extensions.code).toBe("session_ended");
+    const { rows } = await db.root.query("select name from app_public.users where id = $1", [account.id]);
+    expect(rows[0].name).not.toBe("Ghost");
+    // Operations that run no SQL at all are refused too: the session is checked on its own.
+    for (const document of ["{ __typename }", "mutation { __typename }", "{ __schema { queryType { name } } }"]) {
+      const res = await graphql(api, document, { token: account.accessToken });
+      expect(res.status).toBe(401);
+      expect(res.body.errors[0].extensions.code).toBe("session_ended");
+      expect(res.body.data ?? null).toBeNull();
+    }
+    expect(allReturned()).toBe(true);
+  });
+});
+
+describe("a pipelined statement", () => {
+  let client: pg.Client;
+  beforeAll(async () => {
+    client = new pg.Client({ connectionString: db.urls.authenticator });
+    client.on("error", () => {});
+    await client.connect();
+  });
+  afterAll(() => client?.end());
+
+  const asUser = (userId: string) => ({
+    text: "select pg_catalog.set_config('role', $1, true), pg_catalog.set_config('jwt.claims.user_id', $2, true)",
+    values: [db.urls.roles.user, userId],
+  });
+  const whoAmI = { name: "who_am_i", text: "select current_user as role, current_setting('jwt.claims.user_id', true) as claim, $1::int as n", values: ["1"] };
+
+  it("runs under its prelude's settings, which end with it", async () => {
+    const result = await pipelinedQuery(client, whoAmI, [asUser(t.member.id), { text: "select 1 where false", values: [] }]);
+    expect(result.rows).toEqual([{ role: db.urls.roles.user, claim: t.member.id, n: 1 }]);
+    // Nothing lingers on the connection: the next statement is the authenticator again.
+    const after = await client.query("select current_user as role, coalesce(current_setting('jwt.claims.user_id', true), '') as claim, pg_catalog.now() = statement_timestamp() as own_transaction");
+    expect(after.rows).toEqual([{ role: db.urls.roles.authenticator, claim: "", own_transaction: true }]);
+  });
+
+  it("keeps a prepared statement usable whether its prelude, its parameters or its execution failed", async () => {
+    const failingPrelude = { text: "select 1 / 0", values: [] };
+    await expect(pipelinedQuery(client, { ...whoAmI, name: "fresh_statement" }, [asUser(t.member.id), failingPrelude])).rejects.toMatchObject({ code: "22012" });
+    await expect(pipelinedQuery(client, { ...whoAmI, values: ["not a number"] }, [asUser(t.member.id)])).rejects.toMatchObject({ code: "22P02" });
+    const failing = { name: "divides", text: "select 1 / $1::int as x", values: ["0"] };
+    await expect(pipelinedQuery(client, failing, [asUser(t.member.id)])).rejects.toMatchObject({ code: "22012" });
+    // Each name is prepared exactly once and still answers (no "does not exist", no "already exists").
+    for (let i = 0; i < 2; i++) {
+      expect((await pipelinedQuery(client, { ...whoAmI, name: "fresh_statement" }, [asUser(t.member.id)])).rows[0].claim).toBe(t.member.id);
+      expect((await pipelinedQuery(client, whoAmI, [asUser(t.member.id)])).rows[0].n).toBe(1);
+      expect((await pipelinedQuery(client, { ...failing, values: ["1"] }, [asUser(t.member.id)])).rows).toEqual([{ x: 1 }]);
+    }
+    // A failure rolled back the whole round trip: a prelude's write is undone with it.
+    await expect(
+      pipelinedQuery(client, failing, [{ text: "select pg_catalog.set_config('jwt.claims.user_id', $1, false)", values: ["kept?"] }]),
+    ).rejects.toMatchObject({ code: "22012" });
+    expect((await client.query("select coalesce(current_setting('jwt.claims.user_id', true), '') as claim")).rows[0].claim).toBe("");
+  });
+
+  it("is cut off by the statement_timeout its prelude sets", async () => {
+    const timeout = { text: "select pg_catalog.set_config('statement_timeout', $1, true)", values: ["200ms"] };
+    const started = Date.now();
+    await expect(pipelinedQuery(client, { text: "select pg_catalog.pg_sleep(5)" }, [timeout])).rejects.toMatchObject({ code: "57014" });
+    expect(Date.now() - started).toBeLessThan(3000);
+    // The timeout ended with the statement.
+    expect((await client.query("select current_setting('statement_timeout') as value")).rows[0].value).toBe("0");
+  });
+
+  it("does not run at all when a prelude statement raises, and read-only preludes keep it from writing", async () => {
+    const check = (userId: string) => ({ text: "select app_hidden.require_live_session($1::uuid)", values: [userId] });
+    // A session-level advisory lock outlives a rollback: had the query run, the lock would be held.
+    const lock = { text: "select pg_catalog.pg_advisory_lock(4242)" };
+    const held = async () => (await client.query("select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 4242 and pid = pg_backend_pid()")).rows[0].n;
+    // Signed in as the member, but checking for another user: session_ended, and the query never ran.
+    await expect(pipelinedQuery(client, lock, [asUser(t.member.id), check(t.admin.id)])).rejects.toMatchObject({ code: "OS401", detail: "session_ended" });
+    expect(await held()).toBe(0);
+    // With the member's live session, the check passes and the query runs.
+    const sessionId = (JSON.parse(Buffer.from(t.member.accessToken.split(".")[1]!, "base64url").toString()) as { sid: string }).sid;
+    const live = { text: `${asUser(t.member.id).text}, pg_catalog.set_config('jwt.claims.session_id', $3, true)`, values: [...asUser(t.member.id).values, sessionId] };
+    await pipelinedQuery(client, lock, [live, check(t.member.id)]);
+    expect(await held()).toBe(1);
+    await client.query("select pg_catalog.pg_advisory_unlock_all()");
+    const readOnly = { text: "select pg_catalog.set_config('transaction_read_only', 'on', true)", values: [] };
+    await expect(pipelinedQuery(client, { text: "create temporary table scratch (i int)" }, [readOnly])).rejects.toMatchObject({ code: "25006" });
+  });
+});
