@@ -238,3 +238,24 @@ describe("nothing unvalidated keys a rate limit", () => {
     expect(rows[0].n).toBe(0);
   });
 });
+
+describe("concurrent sign-ins from one client", () => {
+  it("never trip over each other's bookkeeping (a right password deleting the row an attempt is reading)", async () => {
+    // Attempts and successes from one (address, client) interleave on separate connections, as
+    // 32 browsers of one office signing in at once do: each attempt must come back with an answer.
+    const email = uniqueEmail("race");
+    const worker = async () => {
+      const client = await db.root.connect();
+      try {
+        for (let i = 0; i < 150; i++) {
+          await client.query("select * from app_private.begin_login_attempt($1, 'office', null, 1000000, 60, 1000000, 60)", [email]);
+          if (i % 2 === 0) await client.query("delete from app_private.login_failures where email = $1 and client = 'office'", [email]);
+        }
+      } finally {
+        client.release();
+      }
+    };
+    const outcomes = await Promise.allSettled(Array.from({ length: 4 }, worker));
+    expect(outcomes.filter((outcome) => outcome.status === "rejected").map((outcome) => String((outcome as PromiseRejectedResult).reason))).toEqual([]);
+  });
+});
