@@ -47,13 +47,16 @@ export async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.logLevel, pretty: config.env !== "production" && process.stdout.isTTY });
   const started = Date.now();
-  const backend = await startBackend(config, logger).catch((error: unknown) => {
+  const starting = startBackend(config, logger).catch((error: unknown) => {
     logger.fatal({ err: error }, "could not start");
     process.exit(1);
   });
+  // Signals are handled from the start: one that arrives while the database boots or migrates, or
+  // once the in-process worker has taken a job, still stops everything cleanly (the embedded
+  // database included) once it is up, instead of killing the process halfway.
+  stopOnSignals(logger, async () => (await starting).stop(), config.shutdownDelayMs + config.shutdownTimeoutMs + 15_000);
+  const backend = await starting;
   logger.info({ url: backend.url, startupMs: Date.now() - started }, "ready");
   // In production the "ready" line says it; stdout is a JSON log stream there.
   if (config.env !== "production") process.stdout.write(banner(config, backend) + "\n");
-
-  stopOnSignals(logger, backend.stop, config.shutdownDelayMs + config.shutdownTimeoutMs + 15_000);
 }

@@ -51,9 +51,21 @@ if (values.once) {
   await release();
   logger.info("ran every job that was due");
 } else {
-  const worker = await startWorker({ pool, concurrency: config.worker.concurrency, logger, healthFile: config.worker.healthFile });
-  logger.info({ concurrency: config.worker.concurrency }, "worker running");
   let stopping = false;
+  const starting = startWorker({ pool, concurrency: config.worker.concurrency, logger, healthFile: config.worker.healthFile });
+  // Signals are handled from the start: a job can be taken before startWorker returns, and a
+  // SIGTERM then must still let it finish rather than kill the process mid-job.
+  stopOnSignals(
+    logger,
+    async () => {
+      stopping = true;
+      await (await starting.catch(() => undefined))?.stop();
+      await release();
+    },
+    config.shutdownTimeoutMs + 15_000,
+  );
+  const worker = await starting;
+  logger.info({ concurrency: config.worker.concurrency }, "worker running");
   // A worker that stops by itself (it gave up on the database) exits, so a supervisor restarts it.
   worker.promise
     .catch(() => undefined)
@@ -63,13 +75,4 @@ if (values.once) {
       await release().catch(() => undefined);
       process.exit(1);
     });
-  stopOnSignals(
-    logger,
-    async () => {
-      stopping = true;
-      await worker.stop();
-      await release();
-    },
-    config.shutdownTimeoutMs + 15_000,
-  );
 }
