@@ -5,40 +5,12 @@
 import express from "express";
 import jwt from "jsonwebtoken";
 import pg from "pg";
+import { QUERIES } from "../lib/sql.ts";
 
 const pool = new pg.Pool({ connectionString: process.env.AUTH_DATABASE_URL, max: 10 });
 const secret = process.env.JWT_SECRET!;
 const issuer = process.env.PUBLIC_URL!;
 const role = process.env.DATABASE_USER!;
-
-const QUERIES: Record<string, string> = {
-  q1: `select json_build_object(
-         'totalCount', (select count(*) from app_public.tasks where project_id = $1),
-         'nodes', coalesce((select json_agg(t) from (select id, title, status, position from app_public.tasks
-                                                    where project_id = $1 order by position, id limit 20) t), '[]'))`,
-  q2: `select coalesce(json_agg(json_build_object('name', o.name, 'projects', (
-         select coalesce(json_agg(json_build_object('name', p.name, 'tasks', (
-           select coalesce(json_agg(json_build_object('title', t.title, 'assignee', (select json_build_object('name', u.name) from app_public.users u where u.id = t.assignee_id))), '[]')
-           from (select title, assignee_id from app_public.tasks t where t.project_id = p.id order by position, id limit 10) t))), '[]')
-         from app_public.projects p where p.organization_id = o.id))), '[]')
-       from app_public.organizations o`,
-  q3: `select json_build_object('title', t.title,
-         'comments', (select coalesce(json_agg(json_build_object('body', c.body, 'author', (select json_build_object('name', u.name) from app_public.users u where u.id = c.author_id))), '[]')
-                      from (select body, author_id from app_public.task_comments c where c.task_id = t.id order by created_at, id limit 50) c),
-         'project', (select json_build_object('name', p.name, 'members', (
-                       select coalesce(json_agg(json_build_object('role', m.role, 'user', (select json_build_object('name', u.name) from app_public.users u where u.id = m.user_id))), '[]')
-                       from app_public.organization_memberships m where m.organization_id = p.organization_id))
-                     from app_public.projects p where p.id = t.project_id))
-       from app_public.tasks t where t.id = $1`,
-  q4a: `select json_build_object(
-          'totalCount', (select count(*) from app_public.tasks where status in ('todo', 'in_progress') and title ilike '%landing%'),
-          'nodes', coalesce((select json_agg(t) from (select title from app_public.tasks where status in ('todo', 'in_progress') and title ilike '%landing%'
-                                                     order by id limit 20) t), '[]'))`,
-  q4b: `select json_build_object(
-          'totalCount', (select count(*) from app_public.search_tasks('landing page')),
-          'nodes', coalesce((select json_agg(t) from (select title from app_public.search_tasks('landing page') limit 20) t), '[]'))`,
-  m1: `with t as (insert into app_public.tasks (project_id, title) values ($1, $2) returning id) select json_build_object('rowId', id) from t`,
-};
 
 const app = express();
 app.use(express.json());
