@@ -15,6 +15,7 @@ const CLEANUP_CATEGORIES = [
   "stripe_event_payloads",
   "usage_report_emails",
   "email_deliveries",
+  "pending_uploads",
   "failed_jobs",
 ] as const;
 

@@ -26,6 +26,14 @@ beforeAll(async () => {
     "insert into app_public.plans (stripe_product_id, stripe_price_id, name, price_active, price_synced_at) values ('prod_retired', 'price_retired', 'Retired', false, now())",
   );
   await db.root.query("select app_private.compute_usage_report($1, current_date - 1)", [t.acme.id]);
+  // Files: a ready attachment and a pending one of the member's on Acme's task, and the member's avatar.
+  await db.root.query(
+    `insert into app_public.files (organization_id, uploaded_by, purpose, task_id, user_id, object_key, filename, content_type, declared_size, size, status, completed_at)
+     values ($1::uuid, $2::uuid, 'task_attachment', $3::uuid, null, $1::text || '/ready', 'ready.txt', 'text/plain', 5, 5, 'ready', now()),
+            ($1::uuid, $2::uuid, 'task_attachment', $3::uuid, null, $1::text || '/pending', 'pending.txt', 'text/plain', 5, null, 'pending', null),
+            (null, $2::uuid, 'avatar', null, $2::uuid, 'avatars/' || $2::text || '/a', 'me.png', 'image/png', 5, 5, 'ready', now())`,
+    [t.acme.id, t.member.id, t.acme.taskId],
+  );
   // A plan no longer offered that Acme was once subscribed to.
   await db.root.query(
     `with legacy as (
@@ -83,6 +91,9 @@ describe("reads: who sees Acme's rows", () => {
     usage_reports: "select 1 from app_public.usage_reports where organization_id = $1",
     membership_preferences:
       "select 1 from app_public.membership_preferences p join app_public.organization_memberships m on m.id = p.membership_id where m.organization_id = $1 and m.role = 'owner'",
+    files: "select 1 from app_public.files where organization_id = $1 and status = 'ready'",
+    pending_files: "select 1 from app_public.files where organization_id = $1 and status = 'pending'",
+    avatar_files: "select 1 from app_public.files f join app_public.organization_memberships m on m.user_id = f.user_id where m.organization_id = $1 and f.purpose = 'avatar'",
   };
   const expected: Record<keyof typeof tables, Record<Viewer, boolean>> = {
     organizations: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
@@ -98,6 +109,11 @@ describe("reads: who sees Acme's rows", () => {
     usage_reports: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
     // The owner's own preferences: nobody else's business, site admins' neither.
     membership_preferences: { anonymous: false, outsider: false, member: false, admin: false, owner: true, siteAdmin: false },
+    files: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
+    // An upload in progress is its uploader's alone.
+    pending_files: { anonymous: false, outsider: false, member: true, admin: false, owner: false, siteAdmin: false },
+    // Avatars: the person and their coworkers (the membership join is root's view; the file is the viewer's).
+    avatar_files: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: false },
   };
   for (const [table, sql] of Object.entries(tables) as Array<[keyof typeof tables, string]>) {
     it(`${table}`, async () => {
@@ -297,6 +313,34 @@ describe("writes", () => {
       });
     }
     expect(direct).toEqual({ anonymous: null, outsider: null, member: "active", admin: "active", owner: "active", siteAdmin: "active" });
+  });
+
+  it("files: written only by the upload functions; the uploader or a manager deletes; nobody else", async () => {
+    for (const viewer of VIEWERS) {
+      expect(await attempt(viewer, "insert into app_public.files (organization_id, purpose, task_id, object_key, filename, content_type, declared_size) values ($1, 'task_attachment', $2, 'x/y', 'y', 'text/plain', 1)", [t.acme.id, t.acme.taskId])).toBe("42501");
+      expect(await attempt(viewer, "update app_public.files set status = 'ready', size = 1, completed_at = now()")).toBe("42501");
+      expect(await attempt(viewer, "update app_public.files set object_key = 'elsewhere'")).toBe("42501");
+    }
+    const remove = "delete from app_public.files where object_key = $1";
+    const ready = `${t.acme.id}/ready`;
+    expect(await attempt("anonymous", remove, [ready])).toBe("42501");
+    expect(await attempt("outsider", remove, [ready])).toBe(0);
+    expect(await attempt("siteAdmin", remove, [ready])).toBe(0);
+    expect(await attempt("member", remove, [ready])).toBe(1);
+    expect(await attempt("admin", remove, [ready])).toBe(1);
+    expect(await attempt("owner", remove, [ready])).toBe(1);
+    const avatar = `avatars/${t.member.id}/a`;
+    expect(await attempt("member", remove, [avatar])).toBe(1);
+    expect(await attempt("owner", remove, [avatar])).toBe(0);
+    // The upload functions act for the caller only: another organization's task is "not found".
+    expect(await attempt("outsider", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("OS404");
+    expect(await attempt("anonymous", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("OS401");
+    const pendingId = (await db.root.query("select id from app_public.files where object_key = $1", [`${t.acme.id}/pending`])).rows[0].id;
+    for (const viewer of ["owner", "admin", "outsider", "siteAdmin"] as const) {
+      expect(await attempt(viewer, "select app_hidden.complete_upload($1, 5, null)", [pendingId]), viewer).toBe("OS404");
+      expect(await attempt(viewer, "select app_hidden.discard_upload($1)", [pendingId]), viewer).toBe("OS404");
+    }
+    expect(await attempt("member", "select app_hidden.complete_upload($1, 5, null)", [pendingId])).toBe(1);
   });
 
   it("invitation tokens stay private", async () => {
