@@ -9,6 +9,7 @@ import { latestCommittedMigration, migrateDatabase } from "./db/setup.ts";
 import { createApp } from "./http/app.ts";
 import { metricsAuth } from "./http/metrics.ts";
 import type { Logger } from "./logger.ts";
+import { openStorage, shareStorageWithJobs } from "./storage/open.ts";
 import { startWorker } from "./worker/runner.ts";
 
 export interface Backend {
@@ -16,6 +17,8 @@ export interface Backend {
   url: string;
   database: Database;
   worker: Runner | undefined;
+  /** Where files are stored, for the startup banner. */
+  storage: string;
   /** Ordered, bounded shutdown; resolves when everything is released. */
   stop(): Promise<void>;
 }
@@ -39,6 +42,9 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
   };
   try {
     await migrateDatabase(database.urls, logger);
+    const files = await openStorage(config, logger);
+    cleanup.push(() => files.stop());
+    shareStorageWithJobs(files.storage);
     const pools = createPools(database.urls, logger);
     cleanup.push(() => pools.end());
     // An in-process worker that stopped by itself makes this instance unready (jobs would pile up).
@@ -50,6 +56,7 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
       roles: database.urls.roles,
       latestMigration: await latestCommittedMigration(),
       workerAlive: () => workerAlive,
+      storage: files.storage,
     });
     cleanup.push(() => app.release());
     const worker =
@@ -90,10 +97,11 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
       await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
       await app.release();
       await pools.end();
+      await files.stop();
       await database.stop();
     };
     const displayHost = config.host === "0.0.0.0" || config.host === "::" ? "localhost" : config.host;
-    return { url: `http://${displayHost}:${port}`, database, worker, stop };
+    return { url: `http://${displayHost}:${port}`, database, worker, storage: files.description, stop };
   } catch (error) {
     await unwind();
     throw error;

@@ -46,8 +46,8 @@ export interface Rate {
   windowSeconds: number;
 }
 
-const SIZE = /^(\d+)\s*(b|kb|mb)?$/i;
-const SIZE_BYTES = { b: 1, kb: 1024, mb: 1024 * 1024 } as const;
+const SIZE = /^(\d+)\s*(b|kb|mb|gb)?$/i;
+const SIZE_BYTES = { b: 1, kb: 1024, mb: 1024 * 1024, gb: 1024 * 1024 * 1024 } as const;
 const byteSize = z.string().trim().transform((value, ctx) => {
   const match = SIZE.exec(value);
   if (!match) {
@@ -99,6 +99,24 @@ const roleName = z
   .string()
   .trim()
   .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL role name (letters, digits, _)");
+
+/** What may be uploaded unless STORAGE_ALLOWED_TYPES says otherwise: images, PDFs, office documents, text, archives. */
+const DEFAULT_ALLOWED_TYPES = [
+  "image/png",
+  "image/jpeg",
+  "image/gif",
+  "image/webp",
+  "application/pdf",
+  "text/plain",
+  "text/csv",
+  "text/markdown",
+  "application/zip",
+  "application/json",
+  "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+  "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+];
+const MEDIA_TYPE_PATTERN = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/([a-z0-9][a-z0-9!#$&^_.+-]*|\*)$/;
 
 const optional = <T extends z.ZodType>(schema: T) =>
   z.preprocess((value) => (value === "" ? undefined : value), schema.optional());
@@ -165,6 +183,22 @@ const EnvSchema = z.object({
   METRICS_PORT: optional(z.coerce.number().int().min(0).max(65535)),
   METRICS_TOKEN: optional(z.string().min(16, "must be at least 16 characters")),
   WEBSOCKET_KEEPALIVE: duration.default(12),
+  S3_ENDPOINT: optional(z.url()),
+  S3_REGION: z.string().trim().min(1).default("us-east-1"),
+  S3_BUCKET: optional(z.string().trim().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 lower-case letters, digits, dots, hyphens)")),
+  S3_ACCESS_KEY_ID: optional(z.string().trim().min(1)),
+  S3_SECRET_ACCESS_KEY: optional(z.string().trim().min(1)),
+  S3_FORCE_PATH_STYLE: optional(flag),
+  STORAGE_MAX_UPLOAD: byteSize.default(25 * 1024 * 1024).refine((bytes) => bytes >= 1 && bytes <= 5 * 1024 * 1024 * 1024, {
+    message: "must be between 1 byte and 5gb (the largest single upload S3 accepts)",
+  }),
+  STORAGE_ALLOWED_TYPES: z
+    .string()
+    .default(DEFAULT_ALLOWED_TYPES.join(","))
+    .transform((value) => value.split(",").map((type) => type.trim().toLowerCase()).filter(Boolean))
+    .refine((types) => types.length > 0 && types.every((type) => MEDIA_TYPE_PATTERN.test(type)), {
+      message: "must be a comma-separated list of media types like image/png, or image/* for a whole family",
+    }),
 });
 
 export type NodeEnv = "development" | "test" | "production";
@@ -247,6 +281,27 @@ export interface Config {
   websocketKeepaliveMs: number;
   /** Where /metrics is served: its own port, or the public one behind a bearer token (open in development). */
   metrics: { port: number | undefined; token: string | undefined };
+  storage: StorageSettings;
+}
+
+/**
+ * Where files go. "s3": the configured S3-compatible service; "embedded": development's local
+ * S3-compatible server under DATA_DIR/storage (started by npm start); "disabled": no storage
+ * (production or tests without S3 settings): uploads answer storage_unavailable.
+ */
+export interface StorageSettings {
+  mode: "s3" | "embedded" | "disabled";
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  /** Unset: the AWS SDK's own credential chain (environment, instance role…). */
+  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+  forcePathStyle: boolean;
+  maxUploadBytes: number;
+  /** Media types (lower case); "image/*" allows a whole family. */
+  allowedTypes: string[];
+  /** Where the embedded server keeps its objects. */
+  embeddedDir: string;
 }
 
 /** Secrets that development generates once and keeps in `<DATA_DIR>/secrets.json`. */
@@ -351,6 +406,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (raw("STRIPE_WEBHOOK_SECRET") && !raw("STRIPE_SECRET_KEY")) {
     problems.push("STRIPE_SECRET_KEY: required when STRIPE_WEBHOOK_SECRET is set (events are synced by fetching their objects)");
   }
+  if (raw("S3_ENDPOINT") && !raw("S3_BUCKET")) {
+    problems.push("S3_BUCKET: required when S3_ENDPOINT is set");
+  }
+  if (!raw("S3_ACCESS_KEY_ID") !== !raw("S3_SECRET_ACCESS_KEY")) {
+    problems.push("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither (neither uses the AWS SDK's credential chain)");
+  }
   if (!parsed.success || problems.length > 0) {
     throw new ConfigError(problems);
   }
@@ -420,5 +481,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     websocketKeepaliveMs: e.WEBSOCKET_KEEPALIVE * 1000,
     metrics: { port: e.METRICS_PORT, token: e.METRICS_TOKEN },
+    storage: {
+      // Only development falls back to a local server: production without S3 settings has no
+      // storage (and says so), never a silent local copy.
+      mode: e.S3_BUCKET ? "s3" : e.NODE_ENV === "development" ? "embedded" : "disabled",
+      endpoint: e.S3_ENDPOINT,
+      region: e.S3_REGION,
+      bucket: e.S3_BUCKET ?? "oddscenes",
+      credentials: e.S3_ACCESS_KEY_ID && e.S3_SECRET_ACCESS_KEY ? { accessKeyId: e.S3_ACCESS_KEY_ID, secretAccessKey: e.S3_SECRET_ACCESS_KEY } : undefined,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE ?? false,
+      maxUploadBytes: e.STORAGE_MAX_UPLOAD,
+      allowedTypes: e.STORAGE_ALLOWED_TYPES,
+      embeddedDir: path.join(dataDir, "storage"),
+    },
   };
 }

@@ -22,6 +22,7 @@ function banner(config: Config, backend: Backend): string {
     config.worker.mode === "inline"
       ? `  Worker        in this process, ${config.worker.concurrency} jobs at a time`
       : "  Worker        off here (WORKER=off); run `npm run worker` separately",
+    `  Files         ${backend.storage}`,
     config.email.smtpUrl === "disabled"
       ? "  Email         off (SMTP_URL=disabled)"
       : config.email.smtpUrl

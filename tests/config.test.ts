@@ -191,6 +191,52 @@ describe("configuration", () => {
     expect(problemsOf({ STRIPE_SECRET_KEY: "sk_test_1" })).toEqual([expect.stringMatching(/^STRIPE_WEBHOOK_SECRET: required when STRIPE_SECRET_KEY is set/)]);
   });
 
+  it("stores files locally in development only: production without S3_BUCKET has no storage, never a local fallback", () => {
+    expect(loadConfig({ DATA_DIR: tmp() }).storage).toMatchObject({ mode: "embedded", bucket: "oddscenes", maxUploadBytes: 25 * 1024 * 1024 });
+    const production = {
+      NODE_ENV: "production",
+      DATABASE_URL: "postgres://owner:pw@db:5432/app",
+      AUTH_DATABASE_URL: "postgres://authenticator:pw@db:5432/app",
+      JWT_SECRET: "k8Jq2vN5wX1zR7tY3uB6mC9pL4sD0fG2hA5jE8rT1yU6iO3",
+      SMTP_URL: "disabled",
+      PUBLIC_URL: "https://api.example.com/",
+    };
+    expect(loadConfig(production).storage.mode).toBe("disabled");
+    const r2 = loadConfig({
+      ...production,
+      S3_BUCKET: "team-files",
+      S3_REGION: "auto",
+      S3_ENDPOINT: "https://acct.r2.cloudflarestorage.com",
+      S3_ACCESS_KEY_ID: "key",
+      S3_SECRET_ACCESS_KEY: "secret",
+      STORAGE_MAX_UPLOAD: "1gb",
+      STORAGE_ALLOWED_TYPES: "image/*, application/pdf",
+    }).storage;
+    expect(r2).toMatchObject({ mode: "s3", bucket: "team-files", region: "auto", credentials: { accessKeyId: "key", secretAccessKey: "secret" } });
+    expect(r2.maxUploadBytes).toBe(1024 ** 3);
+    expect(r2.allowedTypes).toEqual(["image/*", "application/pdf"]);
+    // AWS itself: the bucket alone, credentials from the SDK's chain.
+    expect(loadConfig({ ...production, S3_BUCKET: "team-files" }).storage).toMatchObject({ mode: "s3", endpoint: undefined, credentials: undefined });
+  });
+
+  it("says what is wrong with storage settings", () => {
+    const problems = problemsOf({
+      S3_ENDPOINT: "http://minio:9000",
+      S3_ACCESS_KEY_ID: "key",
+      STORAGE_MAX_UPLOAD: "6gb",
+      STORAGE_ALLOWED_TYPES: "images, text/plain",
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        "S3_BUCKET: required when S3_ENDPOINT is set",
+        expect.stringMatching(/^S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither/),
+        expect.stringMatching(/^STORAGE_MAX_UPLOAD: must be between 1 byte and 5gb/),
+        expect.stringMatching(/^STORAGE_ALLOWED_TYPES: must be a comma-separated list of media types/),
+      ]),
+    );
+    expect(problemsOf({ S3_BUCKET: "Not_A_Bucket" })).toEqual([expect.stringMatching(/^S3_BUCKET: must be a bucket name/)]);
+  });
+
   it("points operators of the old lockout setting to what replaced it", () => {
     expect(problemsOf({ LOGIN_LOCKOUT: "5/15m" })).toEqual([expect.stringMatching(/^LOGIN_LOCKOUT: no longer used.*LOGIN_BACKOFF_AFTER/)]);
   });

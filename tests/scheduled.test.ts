@@ -119,12 +119,13 @@ const reportOf = async (organizationId: string, day: string) =>
   ).rows[0];
 
 describe("the crontab", () => {
-  it("schedules the daily report, the reminders and cleanup, backfilling the daily jobs", async () => {
+  it("schedules the daily report, the reminders, cleanup and the storage sweep, backfilling the daily jobs", async () => {
     const items = parseCrontab(await readFile(path.join(PROJECT_ROOT, "crontab"), "utf8"));
     expect(items.map((item) => [item.task, item.options.backfillPeriod, item.options.maxAttempts])).toEqual([
       ["daily_usage_report", 3 * 86_400_000, 3],
       ["subscription_renewal_reminders", 86_400_000, 3],
       ["cleanup", 0, 1],
+      ["storage__sweep", 0, 3],
     ]);
     const at = (hour: number, min: number) => ({ min, hour, date: 2, month: 3, dow: 1 });
     expect(items[0]!.match(at(0, 15))).toBe(true);

@@ -13,6 +13,8 @@ import { ErrorCodesPlugin, makeMaskError } from "./errors.ts";
 import { makePageSizePlugin, makeQueryLimitsPlugin } from "./limits.ts";
 import { MissingRowIsNotFoundPlugin } from "./not-found.ts";
 import { PrivateUserFieldsPlugin } from "./private-user-fields.ts";
+import { makeStoragePlugins } from "../storage/graphql.ts";
+import type { Storage } from "../storage/storage.ts";
 import { RealtimePlugin } from "./realtime.ts";
 import { attachRequest, makeRequestConnectionPlugin, pipelinedTransactions, requestConnection, SessionCheck } from "./request-connection.ts";
 
@@ -43,6 +45,8 @@ export function makeGraphilePreset(options: {
   identify?: IdentityResolver;
   /** The Stripe client the billing mutations call; without it they answer billing_unavailable. */
   stripe?: Stripe;
+  /** The bucket the file mutations and URLs use; without it they answer storage_unavailable. */
+  storage?: Storage;
   /** Plugins that need the running app (rate limits); schema tools leave them out. */
   plugins?: GraphileConfig.Plugin[];
   /** The service (pool + LISTEN subscriber) when the caller owns its lifecycle; see pgServiceFor. */
@@ -62,6 +66,7 @@ export function makeGraphilePreset(options: {
       makeRequestConnectionPlugin(pool),
       makeQueryLimitsPlugin(config.graphqlLimits, { introspection: config.graphqlIntrospection }),
       makePageSizePlugin(config.graphqlLimits.maxPageSize),
+      ...makeStoragePlugins({ storage: options.storage, limits: config.storage, logger: options.logger }),
       makeBillingPlugin({ stripe: options.stripe, publicUrl: config.publicUrl, logger: options.logger }),
       ...(options.plugins ?? []),
     ],

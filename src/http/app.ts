@@ -8,6 +8,7 @@ import { createPasswords } from "../auth/passwords.ts";
 import { authRoutes } from "../auth/routes.ts";
 import { createStripeClient } from "../billing/stripe.ts";
 import { stripeWebhook } from "../billing/webhook.ts";
+import type { Storage } from "../storage/storage.ts";
 import { createSocketSessions } from "../auth/socket-sessions.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
@@ -43,6 +44,8 @@ export interface AppOptions {
   socketCheckIntervalMs?: number;
   /** Whether the in-process worker still runs (absent: no worker here); /readyz fails when it stopped. */
   workerAlive?: () => boolean;
+  /** The bucket behind the file mutations and URLs (see src/storage/open.ts); none: storage_unavailable. */
+  storage?: Storage;
 }
 
 export interface App {
@@ -115,6 +118,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       logger,
       identify: graphqlIdentity({ ...identityDeps, sessions }),
       stripe: createStripeClient(config.stripe),
+      storage: options.storage,
       plugins: [
         makeGraphqlRateLimitPlugin(limiter, (request) => clientKey(proxyAddr(request, app.get("trust proxy fn")))),
         makeSubscriptionLimitPlugin(config.graphqlMaxSubscriptions),

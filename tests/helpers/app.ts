@@ -49,7 +49,7 @@ export interface TestApp extends App {
 export async function buildTestApp(
   db: TestDatabase,
   options: { env?: Record<string, string>; logger?: Logger; poolSize?: number } & Partial<
-    Pick<AppOptions, "routes" | "latestMigration" | "socketCheckIntervalMs">
+    Pick<AppOptions, "routes" | "latestMigration" | "socketCheckIntervalMs" | "storage">
   > = {},
 ): Promise<TestApp> {
   const config = testConfig(db, options.env);
@@ -63,6 +63,7 @@ export async function buildTestApp(
     latestMigration: options.latestMigration ?? (await latestCommittedMigration()),
     routes: options.routes,
     socketCheckIntervalMs: options.socketCheckIntervalMs,
+    storage: options.storage,
   });
   return {
     ...app,
