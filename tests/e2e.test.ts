@@ -101,6 +101,22 @@ describe("npm start, end to end", () => {
       });
       expect(registered.status).toBe(201);
       const { accessToken } = (await registered.json()) as { accessToken: string };
+
+      // Files work with no S3 settings: npm start runs a local S3-compatible server.
+      expect(first.output()).toMatch(/Files\s+embedded S3 at http:\/\/127\.0\.0\.1:\d+/);
+      const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 13, 10, 26, 10]);
+      const upload = await graphql(
+        first.url,
+        `mutation { createUpload(input: { purpose: avatar, filename: "me.png", contentType: "image/png", size: "${png.length}" }) { file { rowId } uploadUrl uploadHeaders { name value } } }`,
+        accessToken,
+      );
+      const { file, uploadUrl, uploadHeaders } = upload.body.data.createUpload;
+      const headers = Object.fromEntries(uploadHeaders.map((h: { name: string; value: string }) => [h.name, h.value]));
+      expect((await fetch(uploadUrl, { method: "PUT", body: png, headers })).status).toBe(200);
+      const completed = await graphql(first.url, `mutation { completeUpload(input: { fileId: "${file.rowId}" }) { file { status } } }`, accessToken);
+      expect(completed.body.data.completeUpload.file.status).toBe("ready");
+      const me = await graphql(first.url, "{ currentUser { avatarUrl } }", accessToken);
+      expect(new Uint8Array(await (await fetch(me.body.data.currentUser.avatarUrl)).arrayBuffer())).toEqual(png);
       const socket = new WebSocket(first.url.replace("http", "ws") + "/graphql", "graphql-transport-ws");
       await new Promise((resolve, reject) => {
         socket.once("open", resolve);

@@ -18,6 +18,19 @@ export interface EmbeddedStorage extends EmbeddedStorageState {
 /** The same port each time when it is free, so upload and download URLs survive a restart. */
 const PREFERRED_PORT = 54330;
 
+/** Browsers upload and download cross-origin (the frontend is elsewhere): any origin may, in development. */
+const DEVELOPMENT_CORS = `<CORSConfiguration>
+  <CORSRule>
+    <AllowedOrigin>*</AllowedOrigin>
+    <AllowedMethod>GET</AllowedMethod>
+    <AllowedMethod>PUT</AllowedMethod>
+    <AllowedMethod>HEAD</AllowedMethod>
+    <AllowedHeader>*</AllowedHeader>
+    <ExposeHeader>ETag</ExposeHeader>
+    <MaxAgeSeconds>3000</MaxAgeSeconds>
+  </CORSRule>
+</CORSConfiguration>`;
+
 const statePath = (directory: string) => path.join(directory, "server.json");
 
 export function readEmbeddedStorageState(directory: string): EmbeddedStorageState | undefined {
@@ -39,7 +52,7 @@ export async function startEmbeddedStorage(options: { directory: string; bucket:
       port,
       silent: true,
       directory: path.join(options.directory, "objects"),
-      configureBuckets: [{ name: options.bucket }],
+      configureBuckets: [{ name: options.bucket, configs: [DEVELOPMENT_CORS] }],
     });
     const address = await server.run();
     return { server, port: address.port };
