@@ -180,7 +180,7 @@ describe("daily_usage_report", () => {
     expect(email.text).toContain("Here is what happened in Busy Co on 2026-03-01 (UTC), next to the daily average of the 7 day(s) before.");
     expect(email.text).toMatch(/Tasks created\s+3\s+1\.0/);
     expect(email.text).toMatch(/Comments\s+1\s+2\.0/);
-    expect(email.text).toContain("At the end of the day: 1 project(s), 3 task(s), 5 member(s).");
+    expect(email.text).toContain("At the end of the day: 1 project(s), 3 task(s), 5 member(s), 0 bytes of files.");
     expect(email.text).toContain(`https://app.example.com/organizations/${busy.organizationId}/settings/notifications`);
     expect(email.html).toMatch(/<td[^>]*>Tasks created<\/td><td[^>]*>3<\/td><td[^>]*>1\.0<\/td>/);
   });

@@ -151,6 +151,8 @@ export const templates = {
     projects: number;
     members: number;
     tasks: number;
+    /** Files stored, e.g. "12 MB" (absent from reports queued before storage existed). */
+    storage?: string;
     reportLink: string;
     settingsLink: string;
   }) =>
@@ -166,7 +168,7 @@ export const templates = {
         rows: v.metrics.map((m) => [m.label, String(m.value), m.average === null ? "–" : m.average.toFixed(1)]),
       },
       after: [
-        `At the end of the day: ${v.projects} project(s), ${v.tasks} task(s), ${v.members} member(s).`,
+        `At the end of the day: ${v.projects} project(s), ${v.tasks} task(s), ${v.members} member(s)${v.storage ? `, ${v.storage} of files` : ""}.`,
         `You receive this as an owner or admin. Turn it off in your notification settings: ${v.settingsLink}`,
       ],
       action: { label: "Open the report", url: v.reportLink },
