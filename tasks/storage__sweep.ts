@@ -16,6 +16,10 @@ const sweep: Task = async (rawPayload, helpers) => {
   const { olderThanHours } = Payload.parse(rawPayload ?? {});
   const cutoff = new Date(now.getTime() - olderThanHours * 3600_000);
   const storage = jobStorage();
+  if (!storage) {
+    helpers.logger.info("file storage is not configured (S3_BUCKET): nothing to sweep");
+    return;
+  }
   let seen = 0;
   const orphaned: string[] = [];
   for await (const page of storage.listObjects()) {

@@ -320,6 +320,14 @@ describe("limits and usage", () => {
         o: orgId,
       });
       expect(entitlements.organization.entitlements).toEqual({ maxStorageBytes: "100", storageBytes: "90", canUpload: true });
+      // An upload in progress holds its space for an hour (its URL lives 10 minutes), then neither holds nor completes.
+      const { rows: pending } = await db.root.query(
+        "update app_public.files set created_at = now() - interval '61 minutes' where organization_id = $1 and status = 'pending' returning id",
+        [orgId],
+      );
+      const expired = await gqlError(api, owner.accessToken, COMPLETE_UPLOAD, { id: pending[0].id });
+      expect(expired).toEqual({ code: "upload_incomplete", message: "This upload expired an hour after it started; start again with createUpload." });
+      await createUpload(owner.accessToken, { purpose: "task_attachment", targetId: taskId, filename: "fits.txt", contentType: "text/plain", size: "11" });
     } finally {
       await db.root.query("update app_public.plans set max_storage_bytes = 1024 * 1024 * 1024 where is_default");
     }
@@ -328,8 +336,70 @@ describe("limits and usage", () => {
   });
 });
 
+describe("abuse", () => {
+  it("twenty uploads in progress per person at most, avatars included; avatars and logos are images", async () => {
+    const someone = await signUp(api);
+    const avatar = (contentType = "image/png") => ({ purpose: "avatar", filename: "me.png", contentType, size: "100" });
+    expect((await gqlError(api, someone.accessToken, CREATE_UPLOAD, { input: avatar("application/zip") })).code).toBe("file_type_not_allowed");
+    expect((await gqlError(api, someone.accessToken, CREATE_UPLOAD, { input: avatar("text/plain") })).code).toBe("file_type_not_allowed");
+    for (let i = 0; i < 20; i++) await createUpload(someone.accessToken, avatar());
+    const refused = await gqlError(api, someone.accessToken, CREATE_UPLOAD, { input: avatar() });
+    expect(refused.code).toBe("too_many_pending_uploads");
+    expect(refused.message).toContain("20 uploads in progress");
+  });
+
+  it("an archived project's attachments are read-only: none added (to its tasks or comments), none deleted", async () => {
+    const file = await attach(t.member.accessToken, t.acme.taskId, new TextEncoder().encode("archived with the project"));
+    await gqlOk(api, t.owner.accessToken, `mutation ($id: UUID!) { archiveProject(input: { projectId: $id }) { project { archivedAt } } }`, { id: t.acme.projectId });
+    try {
+      const input = { purpose: "comment_attachment", targetId: t.acme.commentId, filename: "late.txt", contentType: "text/plain", size: "4" };
+      expect((await gqlError(api, t.member.accessToken, CREATE_UPLOAD, { input })).code).toBe("project_archived");
+      expect((await gqlError(api, t.member.accessToken, CREATE_UPLOAD, { input: { ...input, purpose: "task_attachment", targetId: t.acme.taskId } })).code).toBe(
+        "project_archived",
+      );
+      const removed = await gqlError(api, t.owner.accessToken, `mutation ($id: UUID!) { deleteFile(input: { rowId: $id }) { file { rowId } } }`, { id: file.rowId });
+      expect(removed.code).toBe("project_archived");
+    } finally {
+      await gqlOk(api, t.owner.accessToken, `mutation ($id: UUID!) { unarchiveProject(input: { projectId: $id }) { project { archivedAt } } }`, { id: t.acme.projectId });
+    }
+    expect(await objectKeyOf(file.rowId)).toBeDefined();
+  });
+
+  it("completing checks again: a manager demoted since, or a member removed since, cannot complete", async () => {
+    const { owner, orgId, taskId } = await ownOrganization("recheck-files");
+    const helper = await signUp(api);
+    const { rows } = await db.root.query("insert into app_public.organization_memberships (organization_id, user_id, role) values ($1, $2, 'admin') returning id", [
+      orgId,
+      helper.id,
+    ]);
+    const membershipId = rows[0].id;
+    const png = new Uint8Array([1, 2, 3]);
+    const logo = await createUpload(helper.accessToken, { purpose: "organization_logo", targetId: orgId, filename: "logo.png", contentType: "image/png", size: "3" });
+    const attachment = await createUpload(helper.accessToken, { purpose: "task_attachment", targetId: taskId, filename: "a.txt", contentType: "text/plain", size: "3" });
+    expect((await put(logo, png)).status).toBe(200);
+    expect((await put(attachment, png)).status).toBe(200);
+
+    await gqlOk(api, owner.accessToken, `mutation ($m: UUID!) { changeMemberRole(input: { membershipId: $m, role: member }) { clientMutationId } }`, { m: membershipId });
+    expect((await gqlError(api, helper.accessToken, COMPLETE_UPLOAD, { id: logo.file.rowId })).code).toBe("forbidden");
+    await gqlOk(api, owner.accessToken, `mutation ($m: UUID!) { removeMember(input: { membershipId: $m }) { clientMutationId } }`, { m: membershipId });
+    expect((await gqlError(api, helper.accessToken, COMPLETE_UPLOAD, { id: attachment.file.rowId })).code).toBe("not_found");
+    const { rows: left } = await db.root.query("select status from app_public.files where id = any($1)", [[logo.file.rowId, attachment.file.rowId]]);
+    expect(left.map((row) => row.status)).toEqual(["pending", "pending"]);
+  });
+
+  it("names cannot hide their real extension, and long names keep theirs", async () => {
+    expect(cleanFilename("invoice\u202Etxt.exe")).toBe("invoicetxt.exe");
+    expect(cleanFilename("a\u007fb.txt")).toBe("ab.txt");
+    const long = `${"x".repeat(300)}.pdf`;
+    expect(cleanFilename(long)).toBe(`${"x".repeat(236)}.pdf`);
+    // Bytes, not characters: "é" is two.
+    expect(Buffer.byteLength(cleanFilename(`${"é".repeat(300)}.pdf`))).toBeLessThanOrEqual(240);
+    expect(cleanFilename(`${"é".repeat(300)}.pdf`)).toMatch(/^é+\.pdf$/);
+  });
+});
+
 describe("cleanup", () => {
-  it("removes uploads never completed after a day, and objects no row refers to, with their objects", async () => {
+  it("removes uploads never completed once expired, and objects no row refers to, with their objects", async () => {
     const upload = await createUpload(t.member.accessToken, { purpose: "task_attachment", targetId: t.acme.taskId, filename: "abandoned.txt", contentType: "text/plain", size: "4" });
     expect((await put(upload, new TextEncoder().encode("left"))).status).toBe(200);
     const key = (await objectKeyOf(upload.file.rowId))!;
@@ -338,10 +408,10 @@ describe("cleanup", () => {
     const kept = await attach(t.member.accessToken, t.acme.taskId, new TextEncoder().encode("kept"));
     const keptKey = (await objectKeyOf(kept.rowId))!;
 
-    // A day from now, the pending row goes (and its object with it).
+    // An expired upload's row goes (and its object with it); the sweep looks a day ahead.
     const tomorrow = new Date(Date.now() + 25 * 3600_000).toISOString();
     await db.root.query("select graphile_worker.add_job('cleanup', json_build_object('now', $1::text))", [tomorrow]);
-    await db.root.query("update app_public.files set created_at = now() - interval '25 hours' where id = $1", [upload.file.rowId]);
+    await db.root.query("update app_public.files set created_at = now() - interval '61 minutes' where id = $1", [upload.file.rowId]);
     await runJobs(db);
     expect(await objectKeyOf(upload.file.rowId)).toBeUndefined();
     expect(await s3.storage.head(key)).toBeUndefined();
@@ -357,7 +427,7 @@ describe("cleanup", () => {
 });
 
 describe("without storage", () => {
-  it("uploads answer storage_unavailable, and nothing is written", async () => {
+  it("uploads answer storage_unavailable, nothing is written, and files show no URLs", async () => {
     const bare = await buildTestApp(db, { env: RELAXED_LIMITS });
     try {
       const before = (await db.root.query("select count(*)::int as n from app_public.files")).rows[0].n;
@@ -367,6 +437,11 @@ describe("without storage", () => {
       });
       expect(res.body.errors[0].extensions.code).toBe("storage_unavailable");
       expect((await db.root.query("select count(*)::int as n from app_public.files")).rows[0].n).toBe(before);
+      // Lists of files still answer, without URLs.
+      const listed = await graphql(bare, "{ files(first: 5) { nodes { filename downloadUrl } } }", { token: t.member.accessToken });
+      expect(listed.body.errors).toBeUndefined();
+      expect(listed.body.data.files.nodes.length).toBeGreaterThan(0);
+      expect(listed.body.data.files.nodes.every((f: { downloadUrl: unknown }) => f.downloadUrl === null)).toBe(true);
     } finally {
       await bare.close();
     }

@@ -1,5 +1,5 @@
 --! Previous: sha1:3e9452809ba3ae6a3b807a12260b178e859a2987
---! Hash: sha1:04d91a041d6b34ca9ba5372bc5a3489800917e6e
+--! Hash: sha1:32569c3922d98d757ecb08db1663877e7c797df1
 --! Message: Storage
 
 --------------------------------------------------------------------------------
@@ -26,6 +26,10 @@ drop function if exists app_hidden.discard_upload(uuid);
 drop function if exists app_hidden.avatar_key(uuid);
 drop function if exists app_hidden.logo_key(uuid);
 drop function if exists app_private.orphaned_object_keys(text[]);
+drop trigger if exists _100_archived_project on app_public.files;
+drop function if exists app_private.tg_files__before_delete();
+drop function if exists app_private.check_upload_target(app_public.file_purpose, uuid);
+drop function if exists app_private.upload_lifetime();
 drop function if exists app_private.storage_used(uuid);
 drop function if exists app_private.stripe_storage_limit(jsonb, text);
 drop table if exists app_public.files;
@@ -45,7 +49,9 @@ alter table app_public.plans add column max_storage_bytes bigint
   constraint max_storage_bytes_not_negative check (max_storage_bytes >= 0);
 comment on column app_public.plans.max_storage_bytes is
   'Bytes of files an organization may store (uploads in progress count); null means unlimited (product metadata max_storage: bytes, a size like "10GB", or "unlimited"; without it, the free plan''s limit).';
-update app_public.plans set max_storage_bytes = 1024 * 1024 * 1024 where is_default;
+-- Every plan starts at the free plan's 1 GB, as a Stripe product without max_storage metadata
+-- would; npm run stripe:sync then applies each product's own max_storage.
+update app_public.plans set max_storage_bytes = 1024 * 1024 * 1024;
 grant select (max_storage_bytes) on app_public.plans to :DATABASE_ANONYMOUS, :DATABASE_USER;
 
 create function app_private.stripe_storage_limit(metadata jsonb, product_id text) returns bigint
@@ -55,6 +61,7 @@ as $$
 declare
   v_value text := nullif(btrim(metadata ->> 'max_storage'), '');
   v_match text[];
+  v_bytes numeric;
 begin
   if v_value is null then
     return (select p.max_storage_bytes from app_public.plans p where p.is_default);
@@ -66,8 +73,12 @@ begin
   if v_match is null then
     raise exception 'Stripe product %: metadata max_storage must be a number of bytes, a size like "10GB", or "unlimited", not "%".', product_id, v_value;
   end if;
-  return v_match[1]::numeric * case coalesce(v_match[2], 'B')
-    when 'B' then 1 when 'KB' then 1024 when 'MB' then 1024 ^ 2 when 'GB' then 1024 ^ 3 else 1024 ^ 4 end;
+  v_bytes := v_match[1]::numeric * case coalesce(v_match[2], 'B')
+    when 'B' then 1 when 'KB' then 1024 when 'MB' then 1048576 when 'GB' then 1073741824 else 1099511627776 end;
+  if v_bytes > 9223372036854775807 then
+    raise exception 'Stripe product %: metadata max_storage "%" is more than can be stored; use "unlimited".', product_id, v_value;
+  end if;
+  return v_bytes::bigint;
 end;
 $$;
 comment on function app_private.stripe_storage_limit(jsonb, text) is
@@ -148,7 +159,7 @@ create policy select_member on app_public.files for select
   );
 create policy delete_uploader_or_manager on app_public.files for delete
   using (
-    (uploaded_by = (select app_public.current_user_id())
+    (purpose in ('task_attachment', 'comment_attachment') and uploaded_by = (select app_public.current_user_id())
       and organization_id = any ((select app_hidden.current_user_member_organizations())::uuid[]))
     or (purpose = 'avatar' and user_id = (select app_public.current_user_id()))
     or (organization_id = any ((select app_hidden.current_user_member_organizations())::uuid[]) and app_hidden.current_user_manages(organization_id))
@@ -156,15 +167,43 @@ create policy delete_uploader_or_manager on app_public.files for delete
 grant select on app_public.files to :DATABASE_ANONYMOUS, :DATABASE_USER;
 grant delete on app_public.files to :DATABASE_USER;
 
+create function app_private.upload_lifetime() returns interval
+language sql immutable
+set search_path = pg_catalog, public, pg_temp
+as $$ select interval '1 hour' $$;
+comment on function app_private.upload_lifetime() is
+  'How long a pending upload may be completed (its URL lives 10 minutes); older ones hold no space and are cleaned up.';
+
 create function app_private.storage_used(organization_id uuid) returns bigint
 language sql stable
 set search_path = pg_catalog, public, pg_temp
 as $$
   select coalesce(sum(coalesce(f.size, f.declared_size)), 0)::bigint from app_public.files f
-  where f.organization_id = storage_used.organization_id;
+  where f.organization_id = storage_used.organization_id
+    and (f.status = 'ready' or f.created_at > now() - app_private.upload_lifetime());
 $$;
 comment on function app_private.storage_used(uuid) is
-  'Bytes an organization stores: its ready files, plus what uploads in progress declared (they hold their space until completed or cleaned up).';
+  'Bytes an organization stores: its ready files, plus what uploads in progress (younger than upload_lifetime) declared: they hold their space until completed or expired.';
+
+-- People do not delete attachments in an archived project (read-only); the database's own
+-- deletions (a task or an organization going, cleanup) go through.
+create function app_private.tg_files__before_delete() returns trigger
+language plpgsql security invoker
+set search_path = pg_catalog, public, pg_temp
+as $$
+begin
+  if pg_catalog.pg_trigger_depth() = 1 and app_public.current_user_id() is not null
+    and old.purpose in ('task_attachment', 'comment_attachment') then
+    perform app_hidden.assert_project_writable((select t.project_id from app_public.tasks t
+      where t.id = coalesce(old.task_id, (select c.task_id from app_public.task_comments c where c.id = old.comment_id))));
+  end if;
+  return old;
+end;
+$$;
+comment on function app_private.tg_files__before_delete() is
+  'Trigger: a person cannot delete an attachment in an archived project (read-only); cascades and cleanup can.';
+create trigger _100_archived_project before delete on app_public.files
+  for each row execute function app_private.tg_files__before_delete();
 
 -- Deleting rows (directly or by cascade) queues their objects' deletion, in the same transaction.
 create function app_private.tg_files__delete_objects() returns trigger
@@ -191,23 +230,15 @@ create trigger _900_delete_objects after delete on app_public.files
 -- The upload flow (called by the API as the signed-in user; not in GraphQL)
 --------------------------------------------------------------------------------
 
-create function app_hidden.create_upload(purpose app_public.file_purpose, target_id uuid, filename text, content_type text, size bigint)
-returns app_public.files
-language plpgsql volatile security definer
+create function app_private.check_upload_target(purpose app_public.file_purpose, target_id uuid) returns uuid
+language plpgsql stable security definer
 set search_path = pg_catalog, public, pg_temp
 as $$
 declare
   v_user_id uuid := app_private.require_user();
-  v_organization_id uuid;
   v_task app_public.tasks;
   v_comment app_public.task_comments;
-  v_plan app_public.plans;
-  v_used bigint;
-  v_file app_public.files;
 begin
-  if size is null or size < 1 then
-    raise exception 'size must be at least 1 byte.' using errcode = 'OS400';
-  end if;
   case purpose
   when 'task_attachment' then
     select * into v_task from app_public.tasks t where t.id = target_id;
@@ -215,7 +246,7 @@ begin
       raise exception 'Task not found.' using errcode = 'OS404';
     end if;
     perform app_hidden.assert_project_writable(v_task.project_id);
-    v_organization_id := v_task.organization_id;
+    return v_task.organization_id;
   when 'comment_attachment' then
     select * into v_comment from app_public.task_comments c where c.id = target_id;
     if v_comment.id is null or app_hidden.current_user_role_in(v_comment.organization_id) is null then
@@ -224,16 +255,44 @@ begin
     if v_comment.author_id is distinct from v_user_id then
       raise exception 'Only its author attaches files to a comment.' using errcode = 'OS403';
     end if;
-    v_organization_id := v_comment.organization_id;
+    perform app_hidden.assert_project_writable((select t.project_id from app_public.tasks t where t.id = v_comment.task_id));
+    return v_comment.organization_id;
   when 'avatar' then
     if target_id is not null and target_id <> v_user_id then
       raise exception 'You can only upload your own avatar.' using errcode = 'OS403';
     end if;
+    return null;
   when 'organization_logo' then
     perform app_private.require_role(target_id, '{owner,admin}', 'change its logo');
-    v_organization_id := target_id;
+    return target_id;
   end case;
+end;
+$$;
+comment on function app_private.check_upload_target(app_public.file_purpose, uuid) is
+  'Whether the signed-in user may attach a file for this purpose to the target, now: a task of their organization, their own comment (neither in an archived project), themselves, an organization they own or administer. Returns the organization the file counts against (null for avatars); raises otherwise. Checked when an upload starts and again when it completes.';
 
+create function app_hidden.create_upload(purpose app_public.file_purpose, target_id uuid, filename text, content_type text, size bigint)
+returns app_public.files
+language plpgsql volatile security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+  v_user_id uuid := app_private.require_user();
+  v_organization_id uuid := app_private.check_upload_target(purpose, target_id);
+  v_plan app_public.plans;
+  v_used bigint;
+  v_file app_public.files;
+begin
+  if size is null or size < 1 then
+    raise exception 'size must be at least 1 byte.' using errcode = 'OS400';
+  end if;
+  -- One at a time per user, so the cap below holds under concurrent requests too.
+  perform pg_advisory_xact_lock(hashtextextended('uploads of ' || v_user_id::text, 0));
+  if (select count(*) from app_public.files f
+      where f.uploaded_by = v_user_id and f.status = 'pending' and f.created_at > now() - app_private.upload_lifetime()) >= 20 then
+    raise exception 'You have 20 uploads in progress; complete them (or wait up to an hour for them to expire) before starting more.'
+      using errcode = 'OS409', detail = 'too_many_pending_uploads';
+  end if;
   if v_organization_id is not null then
     -- One upload at a time per organization, so two cannot both fit in the last free space.
     perform app_private.lock_organization(v_organization_id);
@@ -248,7 +307,10 @@ begin
 
   insert into app_public.files (organization_id, uploaded_by, purpose, task_id, comment_id, user_id, object_key,
       filename, content_type, declared_size)
-    values (v_organization_id, v_user_id, purpose, v_task.id, v_comment.id, case when purpose = 'avatar' then v_user_id end,
+    values (v_organization_id, v_user_id, purpose,
+      case when purpose = 'task_attachment' then target_id end,
+      case when purpose = 'comment_attachment' then target_id end,
+      case when purpose = 'avatar' then v_user_id end,
       coalesce(v_organization_id::text, 'avatars/' || v_user_id::text) || '/' || gen_random_uuid()::text,
       filename, content_type, size)
     returning * into v_file;
@@ -256,7 +318,7 @@ begin
 end;
 $$;
 comment on function app_hidden.create_upload(app_public.file_purpose, uuid, text, text, bigint) is
-  'For createUpload: checks that the signed-in user may attach a file for this purpose to the target (a task of theirs to edit, their own comment, themselves, an organization they manage) and that it fits the organization''s storage limit, then makes the pending row with a server-made object key.';
+  'For createUpload: checks that the signed-in user may attach a file for this purpose to the target (check_upload_target), has fewer than 20 uploads in progress, and that it fits the organization''s storage limit, then makes the pending row with a server-made object key.';
 
 create function app_hidden.upload_to_complete(file_id uuid) returns app_public.files
 language plpgsql stable security definer
@@ -271,10 +333,14 @@ begin
     raise exception 'No upload of yours with this id (it may have been cleaned up; start again with createUpload).'
       using errcode = 'OS404', detail = 'file_not_found';
   end if;
+  if v_file.status = 'pending' and v_file.created_at <= now() - app_private.upload_lifetime() then
+    raise exception 'This upload expired an hour after it started; start again with createUpload.'
+      using errcode = 'OS400', detail = 'upload_incomplete';
+  end if;
   return v_file;
 end;
 $$;
-comment on function app_hidden.upload_to_complete(uuid) is 'For completeUpload: the caller''s own upload, pending or ready, with its object key.';
+comment on function app_hidden.upload_to_complete(uuid) is 'For completeUpload: the caller''s own upload, pending (and not expired) or ready, with its object key.';
 
 create function app_hidden.complete_upload(file_id uuid, size bigint, checksum text) returns app_public.files
 language plpgsql volatile security definer
@@ -286,13 +352,21 @@ begin
   if v_file.status = 'ready' then
     return v_file;  -- completed before: the same answer again
   end if;
+  -- Still allowed now? (Removed from the organization, demoted, the project archived since.)
+  perform app_private.check_upload_target(v_file.purpose, coalesce(v_file.task_id, v_file.comment_id, v_file.user_id, v_file.organization_id));
   if size is distinct from v_file.declared_size then
     raise exception 'The uploaded object has % bytes, not the % declared.', size, v_file.declared_size
       using errcode = 'OS400', detail = 'upload_incomplete';
   end if;
+  -- A new avatar or logo replaces the one before (whose object is then deleted); one completion
+  -- at a time per user or organization, so two at once cannot both stay.
+  if v_file.purpose = 'avatar' then
+    perform pg_advisory_xact_lock(hashtextextended('avatar of ' || v_file.user_id::text, 0));
+  elsif v_file.purpose = 'organization_logo' then
+    perform app_private.lock_organization(v_file.organization_id);
+  end if;
   update app_public.files f set status = 'ready', size = complete_upload.size, checksum = complete_upload.checksum, completed_at = now()
     where f.id = v_file.id returning * into v_file;
-  -- A new avatar or logo replaces the one before (whose object is then deleted).
   if v_file.purpose = 'avatar' then
     delete from app_public.files f where f.purpose = 'avatar' and f.user_id = v_file.user_id and f.status = 'ready' and f.id <> v_file.id;
   elsif v_file.purpose = 'organization_logo' then
@@ -303,7 +377,7 @@ begin
 end;
 $$;
 comment on function app_hidden.complete_upload(uuid, bigint, text) is
-  'For completeUpload, once the object was found as declared: marks the caller''s upload ready; a new avatar or logo replaces the previous one.';
+  'For completeUpload, once the object was found as declared: checks again that the caller may attach it there, then marks their upload ready; a new avatar or logo replaces the previous one.';
 
 create function app_hidden.discard_upload(file_id uuid) returns void
 language plpgsql volatile security definer
@@ -363,7 +437,7 @@ comment on column app_public.organization_entitlements.can_upload is 'Whether th
 alter table app_public.usage_reports add column storage_bytes bigint not null default 0;
 comment on column app_public.usage_reports.storage_bytes is 'Bytes of files stored at the end of the day.';
 
--- Uploads never completed go after a day.
+-- Uploads never completed go once expired.
 create or replace function app_private.cleanup_batch(category text, batch_size int, now timestamptz) returns int
 language plpgsql volatile
 set search_path = pg_catalog, public, pg_temp
@@ -425,10 +499,10 @@ begin
     delete from app_private.email_deliveries where delivery_key = any(array(
       select delivery_key from app_private.email_deliveries where sent_at < now - interval '30 days' limit batch_size));
   when 'pending_uploads' then
-    -- Uploads never completed: their presigned URL expired long ago. Deleting the row queues the
-    -- deletion of whatever was uploaded (storage__delete_objects).
+    -- Uploads never completed and now expired (their URL lived 10 minutes). Deleting the row
+    -- queues the deletion of whatever was uploaded (storage__delete_objects).
     delete from app_public.files where id = any(array(
-      select id from app_public.files where status = 'pending' and created_at < now - interval '1 day' limit batch_size));
+      select id from app_public.files where status = 'pending' and created_at < now - app_private.upload_lifetime() limit batch_size));
   when 'failed_jobs' then
     select count(*) into v_count from graphile_worker.complete_jobs(array(
       select id from graphile_worker.jobs where attempts >= max_attempts and locked_at is null and updated_at < now - interval '30 days'
@@ -548,7 +622,7 @@ end;
 $$;
 
 comment on function app_private.cleanup_batch(text, int, timestamptz) is
-  E'For the cleanup job: removes at most batch_size rows of one category that are past retention at `now` (never later than the database''s clock), and returns how many. Categories: rate_limits and login_failures (1 day), sessions (with their refresh tokens) and email_tokens (7 days after they ended), refresh_tokens (spent 30 days ago), trusted_devices (unused 90 days), invitations (expired 30 days ago, never accepted), unverified_users (7 days old, no organization, not a site admin, no pending invitation, no confirmation link sent in the last 7 days), stripe_event_payloads (90 days; the ids stay), usage_report_emails and email_deliveries (30 days), pending_uploads (file rows never completed, 1 day; their objects are deleted by a job), failed_jobs (graphile-worker jobs that used up their attempts 30 days ago).';
+  E'For the cleanup job: removes at most batch_size rows of one category that are past retention at `now` (never later than the database''s clock), and returns how many. Categories: rate_limits and login_failures (1 day), sessions (with their refresh tokens) and email_tokens (7 days after they ended), refresh_tokens (spent 30 days ago), trusted_devices (unused 90 days), invitations (expired 30 days ago, never accepted), unverified_users (7 days old, no organization, not a site admin, no pending invitation, no confirmation link sent in the last 7 days), stripe_event_payloads (90 days; the ids stay), usage_report_emails and email_deliveries (30 days), pending_uploads (file rows never completed, once expired: an hour; their objects are deleted by a job), failed_jobs (graphile-worker jobs that used up their attempts 30 days ago).';
 
 -- Stripe products carry the storage limit too (metadata max_storage).
 create or replace function app_private.sync_stripe_product(product jsonb, fetched_at timestamptz) returns int

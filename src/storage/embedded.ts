@@ -1,4 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { Logger } from "../logger.ts";
 
@@ -46,34 +48,35 @@ export function readEmbeddedStorageState(directory: string): EmbeddedStorageStat
 export async function startEmbeddedStorage(options: { directory: string; bucket: string; logger: Logger; port?: number }): Promise<EmbeddedStorage> {
   const { default: S3rver } = await import("@20minutes/s3rver");
   mkdirSync(options.directory, { recursive: true });
-  const start = async (port: number) => {
-    const server = new S3rver({
-      address: "127.0.0.1",
-      port,
-      silent: true,
-      directory: path.join(options.directory, "objects"),
-      configureBuckets: [{ name: options.bucket, configs: [DEVELOPMENT_CORS] }],
+  const s3rver = new S3rver({ silent: true, directory: path.join(options.directory, "objects"), configureBuckets: [{ name: options.bucket, configs: [DEVELOPMENT_CORS] }] });
+  await s3rver.configureBuckets();
+  // Our own HTTP server around s3rver's request handler, so a taken port is an error we handle
+  // (s3rver's own run() leaves it as an unhandled 'error' event): the preferred port, else any.
+  const httpServer = createHttpServer(s3rver.callback());
+  const listen = (port: number) =>
+    new Promise<number>((resolve, reject) => {
+      httpServer.once("error", reject);
+      httpServer.listen(port, "127.0.0.1", () => {
+        httpServer.off("error", reject);
+        resolve((httpServer.address() as AddressInfo).port);
+      });
     });
-    const address = await server.run();
-    return { server, port: address.port };
-  };
-  let started: Awaited<ReturnType<typeof start>>;
+  let port: number;
   try {
-    started = await start(options.port ?? PREFERRED_PORT);
+    port = await listen(options.port ?? PREFERRED_PORT);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EADDRINUSE" || options.port !== undefined) throw error;
     options.logger.info(`port ${PREFERRED_PORT} is taken; the embedded storage takes a free one`);
-    started = await start(0);
+    port = await listen(0);
   }
-  const state: EmbeddedStorageState = { endpoint: `http://127.0.0.1:${started.port}`, bucket: options.bucket };
+  const state: EmbeddedStorageState = { endpoint: `http://127.0.0.1:${port}`, bucket: options.bucket };
   writeFileSync(statePath(options.directory), JSON.stringify(state, null, 2) + "\n");
   options.logger.info({ endpoint: state.endpoint, directory: options.directory }, "embedded storage started");
-  const httpServer = started.server.httpServer;
   return {
     ...state,
     async stop() {
       httpServer.closeAllConnections();
-      await started.server.close();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
     },
   };
 }

@@ -31,20 +31,40 @@ interface FileRow {
   status: "pending" | "ready";
 }
 
+const signInFirst = () => new SafeError("Sign in to do this.", { code: "unauthenticated" });
+
 const unavailable = () => new SafeError("File storage is not available on this server right now.", { code: "storage_unavailable" });
 
 const MEDIA_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/;
 
 const megabytes = (bytes: number) => `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
 
-/** A filename as stored and offered on download: no directories, nothing a file system or a header would choke on. */
+/** The longest filename kept, in UTF-8 bytes (file systems count bytes); a longer one is shortened before its extension. */
+const MAX_FILENAME_BYTES = 240;
+
+const utf8Length = (text: string) => Buffer.byteLength(text, "utf8");
+
+/**
+ * A filename as stored and offered on download: no directories, nothing a file system or a
+ * header would choke on, no invisible formatting (a right-to-left override could make
+ * "invoice\u202Etxt.exe" read as "invoiceexe.txt"), and short enough, with its extension kept.
+ */
 export function cleanFilename(raw: string): string {
-  const base = raw.split(/[\\/]/).pop() ?? "";
-  return sanitizeFilename(base.normalize("NFC")).replace(/\s+/g, " ").trim();
+  const base = (raw.split(/[\\/]/).pop() ?? "").normalize("NFC").replace(/[\p{Cf}\p{Cc}]/gu, "").replace(/\s+/g, " ").trim();
+  const dot = base.lastIndexOf(".");
+  const hasExtension = dot > 0 && base.length - dot <= 16;
+  const extension = hasExtension ? sanitizeFilename(base.slice(dot)) : "";
+  let stem = sanitizeFilename(hasExtension ? base.slice(0, dot) : base).trim();
+  while (stem !== "" && utf8Length(stem) + utf8Length(extension) > MAX_FILENAME_BYTES) stem = [...stem].slice(0, -1).join("").trimEnd();
+  return stem === "" ? "" : stem + extension;
 }
 
+/** Avatars and logos are shown inline: raster images only, and small. */
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
+
 /** The checks that depend on this server's settings (what SQL cannot know): type, size, name. */
-function checkUpload(limits: Deps["limits"], input: { filename: string; contentType: string; size: number }) {
+function checkUpload(limits: Deps["limits"], input: { purpose: string; filename: string; contentType: string; size: number }) {
   const contentType = input.contentType.trim().toLowerCase();
   if (!MEDIA_TYPE.test(contentType)) {
     throw new SafeError(`contentType must be a media type like image/png (no parameters), not "${input.contentType.slice(0, 100)}".`, {
@@ -58,8 +78,15 @@ function checkUpload(limits: Deps["limits"], input: { filename: string; contentT
   if (!Number.isSafeInteger(input.size) || input.size < 1) {
     throw new SafeError("size must be the file's size in bytes, at least 1.", { code: "validation_failed" });
   }
-  if (input.size > limits.maxUploadBytes) {
-    throw new SafeError(`This file is ${megabytes(input.size)}; files may be at most ${megabytes(limits.maxUploadBytes)}.`, { code: "file_too_large" });
+  const image = input.purpose === "avatar" || input.purpose === "organization_logo";
+  if (image && !IMAGE_TYPES.includes(contentType)) {
+    throw new SafeError(`Avatars and logos must be images: ${IMAGE_TYPES.join(", ")}.`, { code: "file_type_not_allowed" });
+  }
+  const maxBytes = image ? Math.min(MAX_IMAGE_BYTES, limits.maxUploadBytes) : limits.maxUploadBytes;
+  if (input.size > maxBytes) {
+    throw new SafeError(`This file is ${megabytes(input.size)}; ${image ? "avatars and logos" : "files"} may be at most ${megabytes(maxBytes)}.`, {
+      code: "file_too_large",
+    });
   }
   const filename = cleanFilename(input.filename);
   if (filename === "" || filename === "." || filename === "..") {
@@ -94,8 +121,9 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
     }
   };
 
+  /** Null without a key, or on a server without storage (a list of files then shows no URLs rather than an error per row). */
   const presignedDownload = ([key, filename]: readonly [string | null | undefined, string | null | undefined], inline = false) =>
-    key ? callStorage("signing a download", (s) => s.presignDownload(key, filename ?? "file", DOWNLOAD_URL_SECONDS, { inline })) : null;
+    key && storage ? callStorage("signing a download", (s) => s.presignDownload(key, filename ?? "file", DOWNLOAD_URL_SECONDS, { inline })) : null;
 
   const extension = extendSchema((build) => {
     const files = build.input.pgRegistry.pgResources.files;
@@ -121,7 +149,7 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
         }
         type CreateUploadPayload {
           """The pending file; completeUpload makes it ready."""
-          file: File!
+          file: File
           """Send the bytes here with uploadMethod and uploadHeaders, before expiresAt."""
           uploadUrl: String!
           uploadMethod: String!
@@ -132,7 +160,7 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
           fileId: UUID!
         }
         type CompleteUploadPayload {
-          file: File!
+          file: File
         }
         extend type Mutation {
           """
@@ -149,7 +177,7 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
           completeUpload(input: CompleteUploadInput!): CompleteUploadPayload
         }
         extend type File {
-          """A URL that downloads the file (as an attachment with its filename) for 5 minutes; null while pending."""
+          """A URL that downloads the file (as an attachment with its filename) for 5 minutes; null while pending, or on a server without storage."""
           downloadUrl: String
         }
         extend type Organization {
@@ -164,9 +192,10 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
               return sideEffect(
                 [fieldArgs.getRaw(["input"]), context().get("withPgClient"), context().get("pgSettings")],
                 async ([rawInput, withPgClient, pgSettings]) => {
+                  if (!pgSettings?.["jwt.claims.user_id"]) throw signInFirst();
                   if (!storage) throw unavailable();
                   const input = rawInput as { purpose: string; targetId?: string | null; filename: string; contentType: string; size: string };
-                  const upload = checkUpload(limits, { filename: input.filename, contentType: input.contentType, size: Number(input.size) });
+                  const upload = checkUpload(limits, { purpose: input.purpose, filename: input.filename, contentType: input.contentType, size: Number(input.size) });
                   const file = await asCaller<FileRow>(withPgClient, pgSettings ?? null, "select * from app_hidden.create_upload($1, $2, $3, $4, $5)", [
                     input.purpose,
                     input.targetId ?? null,
@@ -195,6 +224,7 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
               return sideEffect(
                 [fieldArgs.getRaw(["input", "fileId"]), context().get("withPgClient"), context().get("pgSettings")],
                 async ([fileId, withPgClient, pgSettings]) => {
+                  if (!pgSettings?.["jwt.claims.user_id"]) throw signInFirst();
                   if (!storage) throw unavailable();
                   const file = await asCaller<FileRow>(withPgClient, pgSettings ?? null, "select * from app_hidden.upload_to_complete($1)", [fileId]);
                   if (file.status === "ready") return { fileId: file.id };

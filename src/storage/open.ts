@@ -55,17 +55,16 @@ export function shareStorageWithJobs(storage: Storage | undefined): void {
 
 /**
  * The storage a job uses: the one shared by this process, else the configured service, else (in
- * development, under `npm run worker`) the embedded server `npm start` runs. Throws when there is
- * none, so the job fails and is retried later instead of forgetting its objects.
+ * development, under `npm run worker`) the embedded server `npm start` runs. Undefined on a
+ * server without storage. Throws when the embedded server is not running, so the job fails and
+ * is retried later instead of forgetting its objects.
  */
-export function jobStorage(): Storage {
+export function jobStorage(): Storage | undefined {
   if (shared) return shared;
   const config = loadConfig(process.env, process.cwd(), "worker");
+  if (config.storage.mode === "disabled") return undefined;
   if (config.storage.mode === "s3") return (shared = createStorage(config.storage));
-  if (config.storage.mode === "embedded") {
-    const state = readEmbeddedStorageState(config.storage.embeddedDir);
-    if (state) return (shared = createStorage({ ...config.storage, ...state, credentials: EMBEDDED_CREDENTIALS, forcePathStyle: true }));
-    throw new Error("the embedded storage is not running (npm start runs it); the job will be retried");
-  }
-  throw new Error("file storage is not configured (S3_BUCKET): objects cannot be reached; the job will be retried");
+  const state = readEmbeddedStorageState(config.storage.embeddedDir);
+  if (!state) throw new Error("the embedded storage is not running (npm start runs it); the job will be retried");
+  return (shared = createStorage({ ...config.storage, ...state, credentials: EMBEDDED_CREDENTIALS, forcePathStyle: true }));
 }

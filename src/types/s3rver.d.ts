@@ -2,7 +2,7 @@
 // here; the package ships no types.
 declare module "@20minutes/s3rver" {
   import type { AddressInfo } from "node:net";
-  import type { Server } from "node:http";
+  import type { RequestListener, Server } from "node:http";
 
   interface S3rverOptions {
     address?: string;
@@ -17,6 +17,10 @@ declare module "@20minutes/s3rver" {
     constructor(options?: S3rverOptions);
     httpServer: Server;
     run(): Promise<AddressInfo>;
+    /** Creates the configured buckets (run() does this first). */
+    configureBuckets(): Promise<void>;
+    /** The request handler (s3rver is a Koa application). */
+    callback(): RequestListener;
     close(): Promise<void>;
   }
 }
