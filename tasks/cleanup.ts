@@ -16,6 +16,7 @@ const CLEANUP_CATEGORIES = [
   "usage_report_emails",
   "email_deliveries",
   "pending_uploads",
+  "security_events",
   "failed_jobs",
 ] as const;
 

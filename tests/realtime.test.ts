@@ -159,6 +159,20 @@ describe("sockets outlive neither their session nor their token", () => {
     expect(bystander.socket.readyState).toBe(WebSocket.OPEN);
   });
 
+  it("revokeSession from another device closes that session's sockets and no other", async () => {
+    const user = await newMember();
+    const phone = await request(api.app).post("/auth/login").send({ email: user.email, password: user.password });
+    const [laptopSocket, phoneSocket] = await Promise.all([
+      subscribe(user.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
+      subscribe(phone.body.accessToken, TASK_CHANGED, { p: t.acme.projectId }),
+    ]);
+    const sessions = await gqlOk(api, user.accessToken, "{ currentUser { sessions { rowId isCurrent } } }");
+    const other = sessions.currentUser.sessions.find((s: { isCurrent: boolean }) => !s.isCurrent);
+    await gqlOk(api, user.accessToken, `mutation ($id: UUID!) { revokeSession(input: { sessionId: $id }) { revoked } }`, { id: other.rowId });
+    await expectClosedSoon(phoneSocket, /session ended/i);
+    expect(laptopSocket.socket.readyState).toBe(WebSocket.OPEN);
+  });
+
   it("a password reset closes the user's sockets", async () => {
     const user = await newMember();
     const subscription = await subscribe(user.accessToken, TASK_CHANGED, { p: t.acme.projectId });

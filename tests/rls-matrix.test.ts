@@ -94,6 +94,9 @@ describe("reads: who sees Acme's rows", () => {
     files: "select 1 from app_public.files where organization_id = $1 and status = 'ready'",
     pending_files: "select 1 from app_public.files where organization_id = $1 and status = 'pending'",
     avatar_files: "select 1 from app_public.files f join app_public.organization_memberships m on m.user_id = f.user_id where m.organization_id = $1 and f.purpose = 'avatar'",
+    // The owner's security activity (their sign-in, at least).
+    security_events:
+      "select 1 from app_public.security_events e where e.user_id = (select m.user_id from app_public.organization_memberships m where m.organization_id = $1 and m.role = 'owner')",
   };
   const expected: Record<keyof typeof tables, Record<Viewer, boolean>> = {
     organizations: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: true },
@@ -114,6 +117,8 @@ describe("reads: who sees Acme's rows", () => {
     pending_files: { anonymous: false, outsider: false, member: true, admin: false, owner: false, siteAdmin: false },
     // Avatars: the person and their coworkers (the membership join is root's view; the file is the viewer's).
     avatar_files: { anonymous: false, outsider: false, member: true, admin: true, owner: true, siteAdmin: false },
+    // Nobody's business but the user's, and site administrators'.
+    security_events: { anonymous: false, outsider: false, member: false, admin: false, owner: true, siteAdmin: true },
   };
   for (const [table, sql] of Object.entries(tables) as Array<[keyof typeof tables, string]>) {
     it(`${table}`, async () => {

@@ -119,7 +119,11 @@ export function authRoutes(deps: AuthDeps): Router {
     const verified = account?.user_id && account.password_hash
       ? await passwords.verify(account.password_hash, body.password)
       : await passwords.verifyAgainstNothing(body.password).then(() => false);
-    if (!verified || !account?.user_id || !account.password_hash) throw INVALID_CREDENTIALS();
+    if (!verified || !account?.user_id || !account.password_hash) {
+      // Recorded in the account's security activity; an unknown address takes the same steps.
+      await owner.query("select app_private.record_sign_in_failure($1, $2, $3)", [account?.user_id ?? null, ipOf(req), userAgent(req)]);
+      throw INVALID_CREDENTIALS();
+    }
 
     const rehash = passwords.needsRehash(account.password_hash) ? await passwords.hash(body.password) : null;
     const session = await owner.query<{ session_id: string; refresh_token: string; device_token: string | null }>(
