@@ -4,7 +4,7 @@ import { alreadyDelivered, deliverEmail, publicUrl } from "../src/email/deliver.
 
 const Payload = z.object({ id: z.uuid() });
 
-const PAGES = { verify_email: "/verify-email", reset_password: "/reset-password" } as const;
+const PAGES = { verify_email: "/verify-email", reset_password: "/reset-password", change_email: "/confirm-email-change" } as const;
 
 interface Minted {
   token: string;
@@ -14,7 +14,8 @@ interface Minted {
 }
 
 /**
- * auth__send_email_token { id }: emails the link of a verification or reset token. The token is
+ * auth__send_email_token { id }: emails the link of a verification, reset or email-change token
+ * (the last to the new address). The token is
  * made here, at send time (only its hash is stored), so it never sits in a job payload or a log.
  * A token that was superseded, used or already emailed is skipped.
  */

@@ -27,6 +27,8 @@ export const Bodies = {
   verifyEmail: z.strictObject({ token }),
   resendVerification: z.strictObject({}),
   changePassword: z.strictObject({ currentPassword: z.string({ message: "is required" }).min(1).max(256), newPassword: password }),
+  changeEmail: z.strictObject({ currentPassword: z.string({ message: "is required" }).min(1).max(256), newEmail: email }),
+  confirmEmailChange: z.strictObject({ token }),
 };
 
 /** Validates a JSON body; 400 validation_failed with one entry per field otherwise. */

@@ -225,18 +225,41 @@ export function authRoutes(deps: AuthDeps): Router {
     res.json({ user: userJson(rows[0]!) });
   });
 
+  /** The caller's current password, checked (403 invalid_credentials), with a budget per user so a stolen access token cannot guess it. */
+  const requireCurrentPassword = async (userId: string, currentPassword: string) => {
+    await enforceRateLimit(owner, "change_password_user", userId, limits.loginEmail);
+    const { rows } = await owner.query<{ password_hash: string }>(
+      "select password_hash from app_private.find_login((select email from app_public.users where id = $1))",
+      [userId],
+    );
+    if (!(await passwords.verify(rows[0]?.password_hash ?? "", currentPassword))) {
+      throw new AppError(403, "invalid_credentials", "The current password is incorrect.");
+    }
+  };
+
+  /**
+   * A new address: a confirmation link goes there, a notice to the current one; the address
+   * changes when the link is used. The answer is the same whether another account has the
+   * address or not (its owner is told someone tried).
+   */
+  router.post("/change-email", async (req, res) => {
+    const subject = await requireUser(req);
+    const body = parseBody(Bodies.changeEmail, req.body);
+    await requireCurrentPassword(subject.userId, body.currentPassword);
+    await owner.query("select app_private.request_email_change($1, $2)", [subject.userId, body.newEmail]);
+    res.status(202).json({ message: `If ${body.newEmail} can be used, a confirmation link is on its way there; your address changes when it is opened.` });
+  });
+
+  router.post("/confirm-email-change", async (req, res) => {
+    const body = parseBody(Bodies.confirmEmailChange, req.body);
+    const { rows } = await owner.query<UserRow>("select * from app_private.confirm_email_change($1)", [body.token]);
+    res.json({ user: userJson(rows[0]!) });
+  });
+
   router.post("/change-password", async (req, res) => {
     const subject = await requireUser(req);
     const body = parseBody(Bodies.changePassword, req.body);
-    // A stolen access token must not become a way to guess the password.
-    await enforceRateLimit(owner, "change_password_user", subject.userId, limits.loginEmail);
-    const { rows } = await owner.query<{ password_hash: string }>(
-      "select password_hash from app_private.find_login((select email from app_public.users where id = $1))",
-      [subject.userId],
-    );
-    if (!(await passwords.verify(rows[0]?.password_hash ?? "", body.currentPassword))) {
-      throw new AppError(403, "invalid_credentials", "The current password is incorrect.");
-    }
+    await requireCurrentPassword(subject.userId, body.currentPassword);
     await owner.query("select app_private.change_password($1, $2, $3)", [
       subject.userId,
       subject.sessionId,

@@ -80,6 +80,34 @@ export const templates = {
       ],
       action: { label: "Choose a new password", url: v.link },
     }),
+  change_email: (v: { name: string; link: string }) =>
+    layout({
+      subject: "Confirm your new email address",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        "You asked to use this address for your account. Open the link to confirm it; your address changes then. The link works once and expires in 1 day.",
+        "If it was not you, ignore this email: nothing changes.",
+      ],
+      action: { label: "Confirm new address", url: v.link },
+    }),
+  email_change_requested: (v: { name: string; newEmail: string }) =>
+    layout({
+      subject: "A change of your email address was requested",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        `Someone signed in to your account asked to change its address to ${v.newEmail}. It changes only if the link sent there is opened.`,
+        "If this was not you, change your password at once: your account is in someone else's hands.",
+      ],
+    }),
+  email_change_attempted: (v: { name: string }) =>
+    layout({
+      subject: "Someone tried to use your email address",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        "Someone tried to change another account's address to this one, which your account already uses. Nothing changed, and nothing needs doing.",
+        "If it was you, sign in to this account instead, or choose another address for the other one.",
+      ],
+    }),
   organization_invitation: (v: { inviterName: string; organizationName: string; role: string; link: string }) =>
     layout({
       subject: `${v.inviterName} invited you to ${v.organizationName}`,
