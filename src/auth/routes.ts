@@ -256,6 +256,19 @@ export function authRoutes(deps: AuthDeps): Router {
     res.json({ user: userJson(rows[0]!) });
   });
 
+  /**
+   * Deletes the caller's account (with the password): refused while it would leave an
+   * organization with members but no owner, or a subscription billing. The account stops at once
+   * (sessions end, sign-in refused); a job deletes it and a confirmation is emailed.
+   */
+  router.post("/delete-account", async (req, res) => {
+    const subject = await requireUser(req);
+    const body = parseBody(Bodies.deleteAccount, req.body);
+    await requireCurrentPassword(subject.userId, body.password);
+    await owner.query("select app_private.request_account_deletion($1)", [subject.userId]);
+    res.status(202).json({ message: "Your account is closed and will be deleted in a moment; a confirmation is on its way by email." });
+  });
+
   router.post("/change-password", async (req, res) => {
     const subject = await requireUser(req);
     const body = parseBody(Bodies.changePassword, req.body);

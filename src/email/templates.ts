@@ -108,6 +108,15 @@ export const templates = {
         "If it was you, sign in to this account instead, or choose another address for the other one.",
       ],
     }),
+  account_deleted: (v: { name: string }) =>
+    layout({
+      subject: "Your account has been deleted",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        "As you asked, your account is closed: every session was signed out and your profile is being deleted. Organizations where you were the only member are deleted with it; elsewhere, your tasks and comments stay, shown as from a deleted user.",
+        "If this was not you, reply to this email at once.",
+      ],
+    }),
   organization_invitation: (v: { inviterName: string; organizationName: string; role: string; link: string }) =>
     layout({
       subject: `${v.inviterName} invited you to ${v.organizationName}`,
