@@ -17,6 +17,7 @@ const CLEANUP_CATEGORIES = [
   "email_deliveries",
   "pending_uploads",
   "security_events",
+  "data_exports",
   "failed_jobs",
 ] as const;
 

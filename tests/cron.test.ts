@@ -160,7 +160,7 @@ describe("cleanup", () => {
       { id: "evt_old", payload: null },
     ]);
     expect(log.lines().map((line) => line.msg)).toContain(
-      "removed 5 rate limits, 1 login failures, 2 sessions, 2 refresh tokens, 1 email tokens, 1 trusted devices, 1 invitations, 1 unverified users, 1 stripe event payloads, 0 usage report emails, 0 email deliveries, 0 pending uploads, 0 security events, 1 failed jobs",
+      "removed 5 rate limits, 1 login failures, 2 sessions, 2 refresh tokens, 1 email tokens, 1 trusted devices, 1 invitations, 1 unverified users, 1 stripe event payloads, 0 usage report emails, 0 email deliveries, 0 pending uploads, 0 security events, 0 data exports, 1 failed jobs",
     );
   });
 });

@@ -29,6 +29,7 @@ export const Bodies = {
   changePassword: z.strictObject({ currentPassword: z.string({ message: "is required" }).min(1).max(256), newPassword: password }),
   changeEmail: z.strictObject({ currentPassword: z.string({ message: "is required" }).min(1).max(256), newEmail: email }),
   confirmEmailChange: z.strictObject({ token }),
+  dataExport: z.strictObject({ token }),
   deleteAccount: z.strictObject({ password: z.string({ message: "is required" }).min(1, "is required").max(256) }),
 };
 

@@ -269,6 +269,13 @@ export function authRoutes(deps: AuthDeps): Router {
     res.status(202).json({ message: "Your account is closed and will be deleted in a moment; a confirmation is on its way by email." });
   });
 
+  /** The document of a data export (requestDataExport), by the token of its emailed link (24 hours). */
+  router.post("/data-export", async (req, res) => {
+    const body = parseBody(Bodies.dataExport, req.body);
+    const { rows } = await owner.query<{ document: unknown }>("select app_private.data_export_by_token($1) as document", [body.token]);
+    res.attachment("oddscenes-export.json").json(rows[0]!.document);
+  });
+
   router.post("/change-password", async (req, res) => {
     const subject = await requireUser(req);
     const body = parseBody(Bodies.changePassword, req.body);

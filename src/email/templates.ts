@@ -108,6 +108,16 @@ export const templates = {
         "If it was you, sign in to this account instead, or choose another address for the other one.",
       ],
     }),
+  data_export: (v: { name: string; link: string }) =>
+    layout({
+      subject: "Your data export is ready",
+      greeting: `Hi ${v.name},`,
+      paragraphs: [
+        "The export you asked for is ready: everything you own or wrote here, as one JSON document. The link works for 24 hours.",
+        "If you did not ask for it, change your password: someone else is signed in to your account.",
+      ],
+      action: { label: "Download your data", url: v.link },
+    }),
   account_deleted: (v: { name: string }) =>
     layout({
       subject: "Your account has been deleted",
