@@ -9,6 +9,7 @@ import { authRoutes } from "../auth/routes.ts";
 import { createStripeClient } from "../billing/stripe.ts";
 import { stripeWebhook } from "../billing/webhook.ts";
 import type { Storage } from "../storage/storage.ts";
+import { openApiDocument } from "./openapi.ts";
 import { createSocketSessions } from "../auth/socket-sessions.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
@@ -137,6 +138,8 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Stripe signs the raw bytes, so its webhook reads the body itself, before any JSON parsing.
   app.use("/webhooks/stripe", stripeWebhook({ config, ownerPool: pools.owner, logger }));
   app.use(express.json({ limit: config.bodyLimitBytes, strict: true }));
+  const openApi = openApiDocument();
+  app.get("/openapi.json", (_req, res) => void res.json(openApi));
   app.use("/auth", authRoutes({ config, pools, roles, passwords: createPasswords() }));
   for (const [path, router] of options.routes ?? []) app.use(path, router);
 
