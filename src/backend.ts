@@ -30,6 +30,14 @@ async function listen(server: Server, port: number, host: string): Promise<numbe
   return typeof address === "object" && address ? address.port : port;
 }
 
+/** The superuser's connection to the application's own database (for DEV_WATCH), when known. */
+function superuserUrlOf(urls: Database["urls"]): string | undefined {
+  if (!urls.root) return undefined;
+  const url = new URL(urls.root);
+  url.pathname = new URL(urls.owner).pathname;
+  return url.toString();
+}
+
 /**
  * The whole backend in one process: database (embedded or configured), migrations, API and,
  * with WORKER=inline, the job worker.
@@ -57,6 +65,7 @@ export async function startBackend(config: Config, logger: Logger): Promise<Back
       latestMigration: await latestCommittedMigration(),
       workerAlive: () => workerAlive,
       storage: files.storage,
+      superuserUrl: superuserUrlOf(database.urls),
     });
     cleanup.push(() => app.release());
     const worker =

@@ -183,6 +183,7 @@ const EnvSchema = z.object({
   METRICS_PORT: optional(z.coerce.number().int().min(0).max(65535)),
   METRICS_TOKEN: optional(z.string().min(16, "must be at least 16 characters")),
   WEBSOCKET_KEEPALIVE: duration.default(12),
+  DEV_WATCH: optional(flag),
   S3_ENDPOINT: optional(z.url()),
   S3_REGION: z.string().trim().min(1).default("us-east-1"),
   S3_BUCKET: optional(z.string().trim().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be a bucket name (3-63 lower-case letters, digits, dots, hyphens)")),
@@ -282,6 +283,11 @@ export interface Config {
   /** Where /metrics is served: its own port, or the public one behind a bearer token (open in development). */
   metrics: { port: number | undefined; token: string | undefined };
   storage: StorageSettings;
+  /**
+   * `npm run dev`: the GraphQL schema is rebuilt whenever the database's schema changes (e.g.
+   * db:watch applying current.sql), and schema.graphql and openapi.json are rewritten.
+   */
+  devWatch: boolean;
 }
 
 /**
@@ -406,6 +412,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (raw("STRIPE_WEBHOOK_SECRET") && !raw("STRIPE_SECRET_KEY")) {
     problems.push("STRIPE_SECRET_KEY: required when STRIPE_WEBHOOK_SECRET is set (events are synced by fetching their objects)");
   }
+  if (production && raw("DEV_WATCH") && flag.safeParse(raw("DEV_WATCH")).data) {
+    problems.push("DEV_WATCH: development only (it rebuilds the GraphQL schema on every DDL and writes schema.graphql and openapi.json)");
+  }
   if (raw("S3_ENDPOINT") && !raw("S3_BUCKET")) {
     problems.push("S3_BUCKET: required when S3_ENDPOINT is set");
   }
@@ -481,6 +490,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     websocketKeepaliveMs: e.WEBSOCKET_KEEPALIVE * 1000,
     metrics: { port: e.METRICS_PORT, token: e.METRICS_TOKEN },
+    devWatch: e.DEV_WATCH ?? false,
     storage: {
       // Only development falls back to a local server: production without S3 settings has no
       // storage (and says so), never a silent local copy.

@@ -237,6 +237,13 @@ describe("configuration", () => {
     expect(problemsOf({ S3_BUCKET: "Not_A_Bucket" })).toEqual([expect.stringMatching(/^S3_BUCKET: must be a bucket name/)]);
   });
 
+  it("watches the schema in development only", () => {
+    expect(loadConfig({ DATA_DIR: tmp(), DEV_WATCH: "true" }).devWatch).toBe(true);
+    expect(loadConfig({ DATA_DIR: tmp() }).devWatch).toBe(false);
+    const production = { NODE_ENV: "production", DATABASE_URL: "postgres://o:p@db/app", AUTH_DATABASE_URL: "postgres://a:p@db/app", JWT_SECRET: "k8Jq2vN5wX1zR7tY3uB6mC9pL4sD0fG2hA5jE8rT1yU6iO3", SMTP_URL: "disabled", PUBLIC_URL: "https://api.example.com" };
+    expect(() => loadConfig({ ...production, DEV_WATCH: "true" })).toThrow(/DEV_WATCH: development only/);
+  });
+
   it("points operators of the old lockout setting to what replaced it", () => {
     expect(problemsOf({ LOGIN_LOCKOUT: "5/15m" })).toEqual([expect.stringMatching(/^LOGIN_LOCKOUT: no longer used.*LOGIN_BACKOFF_AFTER/)]);
   });

@@ -28,8 +28,8 @@ const anonymous: IdentityResolver = async () => ANONYMOUS;
  * PostGraphile's release() leaves services alone: whoever makes one calls its release(), which
  * returns the subscriber's connection to the pool.
  */
-export function pgServiceFor(pool: pg.Pool) {
-  return makePgService({ pool, schemas: ["app_public"], pubsub: true });
+export function pgServiceFor(pool: pg.Pool, options: { superuserConnectionString?: string } = {}) {
+  return makePgService({ pool, schemas: ["app_public"], pubsub: true, ...options });
 }
 
 /**
@@ -77,6 +77,8 @@ export function makeGraphilePreset(options: {
       graphiqlPath: "/graphiql",
       graphiqlOnGraphQLGET: false,
       websockets: true,
+      // Development only (DEV_WATCH): the schema is rebuilt when the database's schema changes.
+      watch: config.devWatch,
       // Parsed documents kept (each up to GRAPHQL_MAX_DOCUMENT): enough for any real client's set
       // of operations, too few for a stream of distinct hostile documents to grow memory far.
       parseAndValidateCacheSize: 200,

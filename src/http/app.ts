@@ -10,6 +10,8 @@ import { createStripeClient } from "../billing/stripe.ts";
 import { stripeWebhook } from "../billing/webhook.ts";
 import type { Storage } from "../storage/storage.ts";
 import { openApiDocument } from "./openapi.ts";
+import { exportOpenApi, makeSchemaExportPlugin } from "../graphql/contract-export.ts";
+import { PROJECT_ROOT } from "../db/setup.ts";
 import { createSocketSessions } from "../auth/socket-sessions.ts";
 import type { Config } from "../config.ts";
 import type { Pools } from "../db/pools.ts";
@@ -47,6 +49,10 @@ export interface AppOptions {
   workerAlive?: () => boolean;
   /** The bucket behind the file mutations and URLs (see src/storage/open.ts); none: storage_unavailable. */
   storage?: Storage;
+  /** DEV_WATCH: a superuser connection to the application's database, to install the schema watch. */
+  superuserUrl?: string;
+  /** DEV_WATCH: where schema.graphql and openapi.json are rewritten (default: the project root). */
+  contractsDir?: string;
 }
 
 export interface App {
@@ -109,7 +115,14 @@ export async function createApp(options: AppOptions): Promise<App> {
   const sessions = createSocketSessions({ ...identityDeps, logger, intervalMs: options.socketCheckIntervalMs });
   const limiter = createGraphqlRateLimiter(config.graphqlRateLimits);
   app.use("/graphql", graphqlClientRateLimit(limiter), graphqlHttpAuth(identityDeps), graphqlUserRateLimit(limiter));
-  const pgService = pgServiceFor(pools.authenticator);
+  // DEV_WATCH: PostGraphile listens for DDL (through an event trigger it installs as superuser)
+  // and rebuilds the schema; the contracts are rewritten on each build.
+  const contractsDir = options.contractsDir ?? PROJECT_ROOT;
+  const pgService = pgServiceFor(pools.authenticator, config.devWatch ? { superuserConnectionString: options.superuserUrl } : {});
+  if (config.devWatch) {
+    if (!options.superuserUrl) logger.warn("DEV_WATCH needs the superuser's connection (ROOT_DATABASE_URL) to watch the schema; it will not reload");
+    await exportOpenApi(contractsDir, logger);
+  }
   const pgl = postgraphile(
     makeGraphilePreset({
       config,
@@ -124,6 +137,7 @@ export async function createApp(options: AppOptions): Promise<App> {
         makeGraphqlRateLimitPlugin(limiter, (request) => clientKey(proxyAddr(request, app.get("trust proxy fn")))),
         makeSubscriptionLimitPlugin(config.graphqlMaxSubscriptions),
         makeGraphqlMetricsPlugin(metrics.countGraphql),
+        ...(config.devWatch ? [makeSchemaExportPlugin(contractsDir, logger)] : []),
       ],
     }),
   );

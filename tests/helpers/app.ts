@@ -49,7 +49,7 @@ export interface TestApp extends App {
 export async function buildTestApp(
   db: TestDatabase,
   options: { env?: Record<string, string>; logger?: Logger; poolSize?: number } & Partial<
-    Pick<AppOptions, "routes" | "latestMigration" | "socketCheckIntervalMs" | "storage">
+    Pick<AppOptions, "routes" | "latestMigration" | "socketCheckIntervalMs" | "storage" | "superuserUrl" | "contractsDir">
   > = {},
 ): Promise<TestApp> {
   const config = testConfig(db, options.env);
@@ -64,6 +64,8 @@ export async function buildTestApp(
     routes: options.routes,
     socketCheckIntervalMs: options.socketCheckIntervalMs,
     storage: options.storage,
+    superuserUrl: options.superuserUrl,
+    contractsDir: options.contractsDir,
   });
   return {
     ...app,
