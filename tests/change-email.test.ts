@@ -97,6 +97,14 @@ describe("changing the email address", () => {
     expect((await mailTo(account.email)).filter((m) => m.subject === "A change of your email address was requested")).toEqual([]);
   });
 
+  it("three requests an hour per user at most: nobody's mailbox is flooded through it", async () => {
+    const account = await signUp(api);
+    for (let i = 0; i < 3; i++) expect((await changeEmail(account, uniqueEmail("flood"))).status).toBe(202);
+    const fourth = await changeEmail(account, uniqueEmail("flood"));
+    expect(fourth.status).toBe(429);
+    expect(fourth.body.error.code).toBe("rate_limited");
+  });
+
   it("a link dies when a newer one is asked for, or when the address changed by another link first", async () => {
     const account = await signUp(api);
     const [first, second] = [uniqueEmail("first"), uniqueEmail("second")];
