@@ -97,12 +97,59 @@ describe("changing the email address", () => {
     expect((await mailTo(account.email)).filter((m) => m.subject === "A change of your email address was requested")).toEqual([]);
   });
 
+  it("securing the account cancels a pending change: a new password, or signing out everywhere", async () => {
+    for (const secure of [
+      (a: SignedUp) =>
+        request(api.app).post("/auth/change-password").set("Authorization", `Bearer ${a.accessToken}`).send({ currentPassword: a.password, newPassword: "the owner's new password" }),
+      (a: SignedUp) => request(api.app).post("/auth/logout-all").set("Authorization", `Bearer ${a.accessToken}`),
+    ]) {
+      const victim = await signUp(api);
+      const intruders = uniqueEmail("intruder");
+      expect((await changeEmail(victim, intruders)).status).toBe(202);
+      const link = tokenFrom((await mailTo(intruders)).at(-1)!);
+      expect((await secure(victim)).status).toBeLessThan(300);
+      expect((await confirm(link)).body.error.code).toBe("invalid_token");
+      const { rows } = await db.root.query("select email from app_public.users where id = $1", [victim.id]);
+      expect(rows[0].email).toBe(victim.email);
+    }
+  });
+
+  it("a reset link emailed to the old address dies when the address changes", async () => {
+    const account = await signUp(api);
+    await request(api.app).post("/auth/forgot-password").send({ email: account.email });
+    const resetLink = tokenFrom((await mailTo(account.email)).find((m) => m.subject === "Reset your password")!);
+    const newEmail = uniqueEmail("moved");
+    await changeEmail(account, newEmail);
+    expect((await confirm(tokenFrom((await mailTo(newEmail)).at(-1)!))).status).toBe(200);
+    const reset = await request(api.app).post("/auth/reset-password").send({ token: resetLink, password: "an intruder's password" });
+    expect(reset.status).toBe(400);
+    expect(reset.body.error.code).toBe("invalid_token");
+  });
+
+  it("a newer request supersedes the older link whether or not its address is taken, and each request is recorded", async () => {
+    const [account, other] = [await signUp(api), await signUp(api)];
+    const mine = uniqueEmail("mine");
+    await changeEmail(account, mine);
+    const older = tokenFrom((await mailTo(mine)).at(-1)!);
+    await changeEmail(account, other.email);
+    expect((await confirm(older)).body.error.code).toBe("invalid_token");
+    const { rows } = await db.root.query("select details from app_public.security_events where user_id = $1 and kind = 'email_change_requested' order by created_at", [account.id]);
+    expect(rows.map((r) => r.details)).toEqual([{ to: mine }, { to: other.email }]);
+  });
+
   it("three requests an hour per user at most: nobody's mailbox is flooded through it", async () => {
     const account = await signUp(api);
     for (let i = 0; i < 3; i++) expect((await changeEmail(account, uniqueEmail("flood"))).status).toBe(202);
     const fourth = await changeEmail(account, uniqueEmail("flood"));
     expect(fourth.status).toBe(429);
     expect(fourth.body.error.code).toBe("rate_limited");
+  });
+
+  it("nor through several accounts asking for the same address", async () => {
+    const target = uniqueEmail("target");
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await changeEmail(await signUp(api), target)).status);
+    expect(statuses).toEqual([202, 202, 202, 429]);
   });
 
   it("a link dies when a newer one is asked for, or when the address changed by another link first", async () => {

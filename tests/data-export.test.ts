@@ -88,6 +88,20 @@ describe("exporting one's data", () => {
     expect(expired.body.error.code).toBe("invalid_token");
   });
 
+  it("leaves out tasks the user created in organizations they have left (others may have rewritten them since)", async () => {
+    const [owner, leaver] = [await signUp(api), await signUp(api)];
+    const org = await organization(owner, "export-left", [leaver]);
+    const task = await createTask(leaver, org.projectId, "Written before leaving");
+    await db.root.query("delete from app_public.organization_memberships where organization_id = $1 and user_id = $2", [org.id, leaver.id]);
+    await db.root.query("update app_public.tasks set description = 'Written by the owner after' where id = $1", [task]);
+    await gqlOk(api, leaver.accessToken, REQUEST);
+    await runJobs(db);
+    const email = await smtp.waitFor((m) => recipient(m) === leaver.email && m.subject === "Your data export is ready");
+    const doc = (await download(tokenFrom(email))).body;
+    expect(doc.tasksCreated).toEqual([]);
+    expect(JSON.stringify(doc)).not.toContain("Written by the owner after");
+  });
+
   it("one a day, for signed-in users; a made-up link is refused", async () => {
     const user = await signUp(api);
     await gqlOk(api, user.accessToken, REQUEST);

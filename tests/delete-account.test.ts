@@ -109,6 +109,33 @@ describe("deleting one's account", () => {
     expect(await exists("organizations", org.id)).toBe(true);
   });
 
+  it("two owners leaving at once cannot leave the other members without an owner", async () => {
+    const [first, second, member] = [await signUp(api), await signUp(api), await signUp(api)];
+    const org = await organizationOf(first, "co-owners-deleted");
+    await join(org.id, second, "owner");
+    await join(org.id, member);
+    expect((await deleteAccount(first)).status).toBe(202);
+    const refused = await deleteAccount(second);
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe("last_owner");
+    await runJobs(db);
+    expect(await exists("users", first.id)).toBe(false);
+    const { rows } = await db.root.query("select role from app_public.organization_memberships where organization_id = $1 order by role", [org.id]);
+    expect(rows.map((r) => r.role)).toEqual(["owner", "member"]);
+  });
+
+  it("withdraws invitations to the organizations going with the account, so nobody joins one on its way out", async () => {
+    const user = await signUp(api);
+    const org = await organizationOf(user, "invited-deleted");
+    await gqlOk(api, user.accessToken, `mutation ($o: UUID!) { inviteToOrganization(input: { organizationId: $o, email: "late@example.com" }) { invitation { rowId } } }`, { o: org.id });
+    expect((await deleteAccount(user)).status).toBe(202);
+    const { rows } = await db.root.query("select count(*)::int as n from app_public.organization_invitations where organization_id = $1", [org.id]);
+    expect(rows[0].n).toBe(0);
+    await runJobs(db);
+    expect(await exists("organizations", org.id)).toBe(false);
+    expect(await exists("users", user.id)).toBe(false);
+  });
+
   it("is refused while an organization of the user's alone would still be billed", async () => {
     const user = await signUp(api);
     const org = await organizationOf(user, "billed-deleted");
@@ -119,6 +146,17 @@ describe("deleting one's account", () => {
     const refused = await deleteAccount(user);
     expect(refused.status).toBe(409);
     expect(refused.body.error.code).toBe("subscription_active");
+    expect(refused.body.error.message).toBe("billed-deleted's active subscription would renew; cancel it in the billing portal (createBillingPortalSession) first, then delete your account.");
+
+    // A second live subscription Stripe still bills (held back) counts too, as for deleteOrganization.
+    await db.root.query("update app_public.subscriptions set cancel_at_period_end = true where organization_id = $1", [org.id]);
+    await db.root.query(
+      "insert into app_private.stripe_held_subscriptions (stripe_subscription_id, organization_id, current_stripe_subscription_id) values ('sub_held_deleted', $1, 'sub_deleted_account')",
+      [org.id],
+    );
+    const held = await deleteAccount(user);
+    expect(held.status).toBe(409);
+    expect(held.body.error.message).toMatch(/^billed-deleted has a second live subscription that Stripe still bills/);
   });
 
   it("asks for the password", async () => {

@@ -248,6 +248,8 @@ export function authRoutes(deps: AuthDeps): Router {
     await requireCurrentPassword(subject.userId, body.currentPassword);
     // Each request mails two addresses (one of them maybe a stranger's): as few as verification emails.
     await enforceRateLimit(owner, "change_email_user", subject.userId, limits.resendVerification);
+    // ...and per address asked for, so several accounts together cannot flood one mailbox either.
+    await enforceRateLimit(owner, "change_email_address", body.newEmail, limits.resendVerification);
     await owner.query("select app_private.request_email_change($1, $2)", [subject.userId, body.newEmail]);
     res.status(202).json({ message: `If ${body.newEmail} can be used, a confirmation link is on its way there; your address changes when it is opened.` });
   });

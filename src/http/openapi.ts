@@ -47,6 +47,8 @@ const errors = (codes: Record<number, string>) =>
   Object.fromEntries(Object.entries(codes).map(([status, description]) => [status, json(ErrorBody, description)]));
 const body = (schema: z.ZodType) => ({ required: true, content: { "application/json": { schema } } });
 const bearer = [{ bearer: [] }];
+/** What a Bearer route answers 401 with. */
+const UNAUTHENTICATED = "unauthenticated (no token), invalid_token, token_expired or session_ended";
 const RATE_LIMITED = { 429: "rate_limited: too many attempts; Retry-After says when to try again." };
 
 /** Every REST route: method and path (as Express mounts them) to its operation. */
@@ -91,7 +93,7 @@ export const REST_OPERATIONS: Record<string, { method: "get" | "post"; path: str
   logoutAll: {
     method: "post",
     path: "/auth/logout-all",
-    operation: { summary: "End every session of the user", security: bearer, responses: { 204: { description: "Signed out everywhere." }, ...errors({ 401: "unauthenticated, invalid_token, token_expired or session_ended" }) } },
+    operation: { summary: "End every session of the user", security: bearer, responses: { 204: { description: "Signed out everywhere." }, ...errors({ 401: UNAUTHENTICATED }) } },
   },
   forgotPassword: {
     method: "post",
@@ -121,7 +123,7 @@ export const REST_OPERATIONS: Record<string, { method: "get" | "post"; path: str
       summary: "Email a fresh verification link",
       security: bearer,
       requestBody: body(Bodies.resendVerification),
-      responses: { 202: json(Message, "Queued; older links stop working."), ...errors({ 401: "unauthenticated", 409: "already_verified", ...RATE_LIMITED }) },
+      responses: { 202: json(Message, "Queued; older links stop working."), ...errors({ 401: UNAUTHENTICATED, 409: "already_verified", ...RATE_LIMITED }) },
     },
   },
   verifyEmail: {
@@ -142,7 +144,7 @@ export const REST_OPERATIONS: Record<string, { method: "get" | "post"; path: str
       requestBody: body(Bodies.changeEmail),
       responses: {
         202: json(Message, "Always the same answer, whether or not another account uses the address."),
-        ...errors({ 400: "validation_failed", 401: "unauthenticated", 403: "invalid_credentials (the current password)", ...RATE_LIMITED }),
+        ...errors({ 400: "validation_failed", 401: UNAUTHENTICATED, 403: "invalid_credentials (the current password)", ...RATE_LIMITED }),
       },
     },
   },
@@ -176,7 +178,7 @@ export const REST_OPERATIONS: Record<string, { method: "get" | "post"; path: str
       requestBody: body(Bodies.deleteAccount),
       responses: {
         202: json(Message, "Closed at once; a job deletes it and a confirmation is emailed."),
-        ...errors({ 400: "validation_failed", 401: "unauthenticated", 403: "invalid_credentials", 409: "last_owner or subscription_active", ...RATE_LIMITED }),
+        ...errors({ 400: "validation_failed", 401: UNAUTHENTICATED, 403: "invalid_credentials", 409: "last_owner or subscription_active", ...RATE_LIMITED }),
       },
     },
   },
@@ -187,13 +189,13 @@ export const REST_OPERATIONS: Record<string, { method: "get" | "post"; path: str
       summary: "Change the password (other sessions end)",
       security: bearer,
       requestBody: body(Bodies.changePassword),
-      responses: { 200: json(Message, "Changed."), ...errors({ 400: "validation_failed", 401: "unauthenticated", 403: "invalid_credentials", ...RATE_LIMITED }) },
+      responses: { 200: json(Message, "Changed."), ...errors({ 400: "validation_failed", 401: UNAUTHENTICATED, 403: "invalid_credentials", ...RATE_LIMITED }) },
     },
   },
   me: {
     method: "get",
     path: "/auth/me",
-    operation: { summary: "The signed-in user", security: bearer, responses: { 200: json(z.object({ user: User }), "The user."), ...errors({ 401: "unauthenticated or session_ended" }) } },
+    operation: { summary: "The signed-in user", security: bearer, responses: { 200: json(z.object({ user: User }), "The user."), ...errors({ 401: UNAUTHENTICATED }) } },
   },
   healthz: {
     method: "get",
