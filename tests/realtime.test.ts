@@ -241,3 +241,32 @@ describe("sockets outlive neither their session nor their token", () => {
     });
   });
 });
+
+describe("ended sessions are announced", () => {
+  let slow: TestApp;
+  let slowUrl: string;
+  beforeAll(async () => {
+    // An instance whose periodic check would take ten minutes: only the database's announcement can close the socket in time.
+    slow = await buildTestApp(db, { env: RELAXED_LIMITS, socketCheckIntervalMs: 600_000 });
+    slow.server.listen(0, "127.0.0.1");
+    await new Promise((resolve) => slow.server.once("listening", resolve));
+    slowUrl = `ws://127.0.0.1:${(slow.server.address() as AddressInfo).port}/graphql`;
+  });
+  afterAll(async () => {
+    await slow?.close();
+    slow?.server.closeAllConnections();
+    await new Promise((resolve) => slow?.server.close(resolve));
+  });
+
+  it("closes the sockets of a session ended on another instance at once, not at the next check", async () => {
+    const user = await newMember();
+    const phone = await request(api.app).post("/auth/login").send({ email: user.email, password: user.password });
+    const subscription = await subscriber(slowUrl, sockets)(phone.body.accessToken, TASK_CHANGED, { p: t.acme.projectId });
+    const sessionId = (JSON.parse(Buffer.from(phone.body.accessToken.split(".")[1], "base64url").toString()) as { sid: string }).sid;
+    const started = Date.now();
+    await gqlOk(api, user.accessToken, `mutation ($id: UUID!) { revokeSession(input: { sessionId: $id }) { revoked } }`, { id: sessionId });
+    const closed = await subscription.closed;
+    expect(closed.code).toBe(4401);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+});

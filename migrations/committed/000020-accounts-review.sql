@@ -1,5 +1,5 @@
 --! Previous: sha1:334a276d67686a8b93fc101008db1d2a24337b24
---! Hash: sha1:3095ff7f4f96bdf41d419d97612582672eb31268
+--! Hash: sha1:1d941af4263366cab22dbc7499e5f1404b667c08
 --! Message: Accounts review
 
 --------------------------------------------------------------------------------
@@ -16,6 +16,8 @@
 --   fate says nothing about which addresses have accounts.
 -- - No session opens for an account being disabled at that moment (the check
 --   waits for the disabling to commit).
+-- - Ended sessions are announced (NOTIFY oddscenes:sessions_ended), so the API
+--   closes their WebSockets at once rather than at its next check.
 -- - Deleting an account: co-owners leaving at once cannot leave an
 --   organization without an owner (a closing account is no owner), pending
 --   invitations to organizations it leaves behind are withdrawn, the same
@@ -218,6 +220,10 @@ begin
     where o.revoked_at is null and n.revoked_at is not null
     group by n.user_id, coalesce(n.revoked_reason, 'revoked')
   ) e;
+  -- The API closes the WebSockets of ended sessions at once (src/auth/socket-sessions.ts).
+  if found then
+    perform pg_notify('oddscenes:sessions_ended', '');
+  end if;
   return null;
 end;
 $$;

@@ -24,10 +24,10 @@ export interface SocketSessions {
 }
 
 /**
- * Signed-in WebSockets outlive neither their session nor their access token. Every
- * `intervalMs` one query asks which of the tracked sessions are still live (so logout,
- * "sign out everywhere", a password reset or a revoked session close the socket within seconds,
- * on every instance), and sockets past their token's expiry are closed too.
+ * Signed-in WebSockets outlive neither their session nor their access token. When the database
+ * announces ended sessions (logout, "sign out everywhere", revokeSession, a password reset, a
+ * disabled account), and in any case every `intervalMs`, one query asks which of the tracked
+ * sessions are still live, on every instance; sockets past their token's expiry are closed too.
  *
  * A client keeps its socket open across token refreshes by re-authenticating in band: a
  * graphql-ws ping whose payload is `{ "authorization": "Bearer <new access token>" }` for the
@@ -38,6 +38,11 @@ export function createSocketSessions(deps: {
   ownerPool: pg.Pool;
   logger: Logger;
   intervalMs?: number;
+  /**
+   * LISTEN/NOTIFY (PostGraphile's subscriber): the database announces ended sessions on
+   * `oddscenes:sessions_ended`, and every instance checks its sockets at once.
+   */
+  subscriber?: { subscribe(topic: string): AsyncIterableIterator<unknown> | PromiseLike<AsyncIterableIterator<unknown>> };
 }): SocketSessions {
   const tracked = new Map<WebSocket, Tracked>();
 
@@ -87,10 +92,29 @@ export function createSocketSessions(deps: {
     }
   };
 
-  const timer = setInterval(() => {
-    sweep().catch((error: unknown) => deps.logger.warn({ err: error }, "could not check WebSocket sessions; will retry"));
-  }, deps.intervalMs ?? 2000);
+  const sweepNow = () => void sweep().catch((error: unknown) => deps.logger.warn({ err: error }, "could not check WebSocket sessions; will retry"));
+  const timer = setInterval(sweepNow, deps.intervalMs ?? 2000);
   timer.unref();
+
+  // Ended sessions are announced by the database: their sockets close at once, not at the next
+  // check. The subscription ends when the connection drops; it is made again a second later (the
+  // timer covers the gap).
+  let stopped = false;
+  let announcements: AsyncIterableIterator<unknown> | undefined;
+  const listen = async () => {
+    while (!stopped && deps.subscriber) {
+      try {
+        announcements = await deps.subscriber.subscribe("oddscenes:sessions_ended");
+        for await (const _ of announcements) {
+          if (tracked.size > 0) sweepNow();
+        }
+      } catch (error) {
+        if (!stopped) deps.logger.debug({ err: error }, "session announcements interrupted; listening again");
+      }
+      if (!stopped) await new Promise((resolve) => setTimeout(resolve, 1000).unref());
+    }
+  };
+  void listen();
 
   return {
     track(socket, token, authorization) {
@@ -102,6 +126,10 @@ export function createSocketSessions(deps: {
     },
     authorizationOf: (socket) => tracked.get(socket)?.authorization,
     sweep,
-    stop: () => clearInterval(timer),
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      void announcements?.return?.();
+    },
   };
 }

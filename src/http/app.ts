@@ -112,13 +112,13 @@ export async function createApp(options: AppOptions): Promise<App> {
   }
 
   const identityDeps = { jwt: config.jwt, ownerPool: pools.owner };
-  const sessions = createSocketSessions({ ...identityDeps, logger, intervalMs: options.socketCheckIntervalMs });
   const limiter = createGraphqlRateLimiter(config.graphqlRateLimits);
   app.use("/graphql", graphqlClientRateLimit(limiter), graphqlHttpAuth(identityDeps), graphqlUserRateLimit(limiter));
   // DEV_WATCH: PostGraphile listens for DDL (through an event trigger it installs as superuser)
   // and rebuilds the schema; the contracts are rewritten on each build.
   const contractsDir = options.contractsDir ?? PROJECT_ROOT;
   const pgService = pgServiceFor(pools.authenticator, config.devWatch ? { superuserConnectionString: options.superuserUrl } : {});
+  const sessions = createSocketSessions({ ...identityDeps, logger, intervalMs: options.socketCheckIntervalMs, subscriber: pgService.pgSubscriber ?? undefined });
   if (config.devWatch) {
     if (!options.superuserUrl) logger.warn("DEV_WATCH needs the superuser's connection (ROOT_DATABASE_URL) to watch the schema; it will not reload");
     await exportOpenApi(contractsDir, logger);
