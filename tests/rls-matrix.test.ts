@@ -340,6 +340,11 @@ describe("writes", () => {
     // The upload functions act for the caller only: another organization's task is "not found".
     expect(await attempt("outsider", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("OS404");
     expect(await attempt("anonymous", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("OS401");
+    // Avatars and logos are images of at most 5 MB, whatever the server's own limits.
+    const newAvatar = (type: string, size: number) => as("member", async (c) => c.query("select app_hidden.create_upload('avatar', null, 'me', $1, $2)", [type, size]));
+    await expect(newAvatar("application/pdf", 100)).rejects.toMatchObject({ code: "OS400", detail: "file_type_not_allowed" });
+    await expect(newAvatar("image/png", 6 * 1024 * 1024)).rejects.toMatchObject({ code: "OS400", detail: "file_too_large" });
+    expect((await newAvatar("image/png", 100)).rowCount).toBe(1);
     const pendingId = (await db.root.query("select id from app_public.files where object_key = $1", [`${t.acme.id}/pending`])).rows[0].id;
     for (const viewer of ["owner", "admin", "outsider", "siteAdmin"] as const) {
       expect(await attempt(viewer, "select app_hidden.complete_upload($1, 5, null)", [pendingId]), viewer).toBe("OS404");
