@@ -102,6 +102,16 @@ describe("exporting one's data", () => {
     expect(JSON.stringify(doc)).not.toContain("Written by the owner after");
   });
 
+  it("a link already emailed dies when the account is secured (sign out everywhere) or closed", async () => {
+    const user = await signUp(api);
+    await gqlOk(api, user.accessToken, REQUEST);
+    await runJobs(db);
+    const link = tokenFrom(await smtp.waitFor((m) => recipient(m) === user.email && m.subject === "Your data export is ready"));
+    expect((await download(link)).status).toBe(200);
+    expect((await request(api.app).post("/auth/logout-all").set("Authorization", `Bearer ${user.accessToken}`)).status).toBe(204);
+    expect((await download(link)).body.error.code).toBe("invalid_token");
+  });
+
   it("one a day, for signed-in users; a made-up link is refused", async () => {
     const user = await signUp(api);
     await gqlOk(api, user.accessToken, REQUEST);

@@ -124,6 +124,22 @@ describe("deleting one's account", () => {
     expect(rows.map((r) => r.role)).toEqual(["owner", "member"]);
   });
 
+  it("while a co-owner's account is closing, the last active owner cannot leave, so the job is never stranded", async () => {
+    const [closing, staying, member] = [await signUp(api), await signUp(api), await signUp(api)];
+    const org = await organizationOf(closing, "stranded-deleted");
+    await join(org.id, staying, "owner");
+    await join(org.id, member);
+    expect((await deleteAccount(closing)).status).toBe(202);
+    const leave = await graphql(api, `mutation ($o: UUID!) { leaveOrganization(input: { organizationId: $o }) { clientMutationId } }`, {
+      token: staying.accessToken,
+      variables: { o: org.id },
+    });
+    expect(leave.body.errors[0].extensions.code).toBe("last_owner");
+    await runJobs(db);
+    expect(await exists("users", closing.id)).toBe(false);
+    expect(await exists("organizations", org.id)).toBe(true);
+  });
+
   it("withdraws invitations to the organizations going with the account, so nobody joins one on its way out", async () => {
     const user = await signUp(api);
     const org = await organizationOf(user, "invited-deleted");

@@ -339,7 +339,7 @@ describe("writes", () => {
     expect(await attempt("owner", remove, [avatar])).toBe(0);
     // The upload functions act for the caller only: another organization's task is "not found".
     expect(await attempt("outsider", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("OS404");
-    expect(await attempt("anonymous", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("OS401");
+    expect(await attempt("anonymous", "select app_hidden.create_upload('task_attachment', $1, 'a.txt', 'text/plain', 1)", [t.acme.taskId])).toBe("42501");
     // Avatars and logos are images of at most 5 MB, whatever the server's own limits.
     const newAvatar = (type: string, size: number) => as("member", async (c) => c.query("select app_hidden.create_upload('avatar', null, 'me', $1, $2)", [type, size]));
     await expect(newAvatar("application/pdf", 100)).rejects.toMatchObject({ code: "OS400", detail: "file_type_not_allowed" });

@@ -164,6 +164,10 @@ describe("what may be uploaded", () => {
     expect(tooLarge.code).toBe("file_too_large");
     expect(tooLarge.message).toContain("at most 0.1 MB");
     expect((await gqlError(api, t.member.accessToken, CREATE_UPLOAD, input({ size: "0" }))).code).toBe("validation_failed");
+    for (const size of ["0x10", "1e3", " 10", "-1", "1.5"]) {
+      expect((await gqlError(api, t.member.accessToken, CREATE_UPLOAD, input({ size }))).code, size).toBe("validation_failed");
+    }
+    expect((await gqlError(api, t.member.accessToken, CREATE_UPLOAD, input({ filename: `${"x".repeat(2000)}.txt` }))).code).toBe("validation_failed");
     expect((await gqlError(api, t.member.accessToken, CREATE_UPLOAD, input({ filename: "../" }))).code).toBe("validation_failed");
     const { rows } = await db.root.query("select count(*)::int as n from app_public.files where filename = 'a.txt'");
     expect(rows[0].n).toBe(0);

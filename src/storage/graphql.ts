@@ -81,6 +81,9 @@ function checkUpload(limits: Deps["limits"], input: { filename: string; contentT
   if (input.size > limits.maxUploadBytes) {
     throw new SafeError(`This file is ${megabytes(input.size)}; files may be at most ${megabytes(limits.maxUploadBytes)}.`, { code: "file_too_large" });
   }
+  if (input.filename.length > 1024) {
+    throw new SafeError("filename must be at most 1024 characters.", { code: "validation_failed" });
+  }
   const filename = cleanFilename(input.filename);
   if (filename === "" || filename === "." || filename === "..") {
     throw new SafeError("filename must name the file (letters, digits, and the like).", { code: "validation_failed" });
@@ -188,7 +191,9 @@ export function makeStoragePlugins(deps: Deps): GraphileConfig.Plugin[] {
                   if (!pgSettings?.["jwt.claims.user_id"]) throw signInFirst();
                   if (!storage) throw unavailable();
                   const input = rawInput as { purpose: string; targetId?: string | null; filename: string; contentType: string; size: string };
-                  const upload = checkUpload(limits, { filename: input.filename, contentType: input.contentType, size: Number(input.size) });
+                  // BigInt arrives as a string: only plain digits ("0x10", "1e3" and " 10" are not sizes).
+                  const size = /^[1-9][0-9]{0,15}$/.test(input.size) ? Number(input.size) : Number.NaN;
+                  const upload = checkUpload(limits, { filename: input.filename, contentType: input.contentType, size });
                   const file = await asCaller<FileRow>(withPgClient, pgSettings ?? null, "select * from app_hidden.create_upload($1, $2, $3, $4, $5)", [
                     input.purpose,
                     input.targetId ?? null,
