@@ -353,6 +353,34 @@ describe("writes", () => {
     expect(await attempt("member", "select app_hidden.complete_upload($1, 5, null)", [pendingId])).toBe(1);
   });
 
+  it("search_tasks reads past row-level security (to use its index) and returns exactly the tasks each caller may read", async () => {
+    // Acme's task ("Write the press release") and Globex's ("Globex-only task"), and both.
+    const searches = ["press release", "globex", "task OR press", "-nothing"];
+    const ids = (rows: Array<{ id: string }>) => rows.map((row) => row.id).sort();
+    for (const viewer of VIEWERS) {
+      for (const search of searches) {
+        const [found, readable] = await as(viewer, async (c) => [
+          ids((await c.query("select id from app_public.search_tasks($1)", [search])).rows),
+          ids((await c.query("select id from app_public.tasks where search @@ websearch_to_tsquery('english', $1)", [search])).rows),
+        ]);
+        expect({ viewer, search, found }).toEqual({ viewer, search, found: readable });
+      }
+    }
+    // The two organizations' tasks: the member sees Acme's, the outsider Globex's, a site admin both.
+    const seen = async (viewer: Viewer) => (await as(viewer, (c) => c.query("select title from app_public.search_tasks('task OR press OR globex')"))).rows.map((r) => r.title).sort();
+    expect(await seen("anonymous")).toEqual([]);
+    expect(await seen("member")).toEqual(["Write the press release"]);
+    expect(await seen("outsider")).toEqual(["Globex-only task"]);
+    expect(await seen("siteAdmin")).toEqual(["Globex-only task", "Write the press release"]);
+    // An ended session sees nothing, through the function as through the table.
+    const { session_id } = await claimsOf(t.member);
+    const ended = await asRole(db, "user", { user_id: t.member.id, session_id: "00000000-0000-4000-8000-000000000000" }, async (c) =>
+      (await c.query("select id from app_public.search_tasks('press')")).rowCount,
+    );
+    expect(session_id).not.toBe("00000000-0000-4000-8000-000000000000");
+    expect(ended).toBe(0);
+  });
+
   it("invitation tokens stay private", async () => {
     for (const viewer of VIEWERS) {
       expect(await attempt(viewer, "select * from app_private.organization_invitation_secrets")).toBe("42501");
