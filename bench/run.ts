@@ -46,9 +46,26 @@ import { V4_QUERIES } from "./peers/v4-queries.ts";
 import { measureFanOut } from "./workloads/realtime.ts";
 import { measureWorker } from "./workloads/worker.ts";
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, baseline: { type: "string" } } });
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    baseline: { type: "string" },
+    // A focused run (while working on one query): only these workloads, sides, size, rounds.
+    only: { type: "string" },
+    sides: { type: "string" },
+    size: { type: "string" },
+    rounds: { type: "string" },
+    seconds: { type: "string" },
+    // Writes a V8 CPU profile of ours' server process into this folder.
+    "cpu-prof": { type: "string" },
+  },
+});
 const QUICK = values.quick;
 const BASELINE_REF = values.baseline;
+const list = (value: string | undefined) => value?.split(",").map((item) => item.trim()).filter(Boolean);
+const ONLY_WORKLOADS = list(values.only);
+const ONLY_SIDES = list(values.sides);
+const FOCUSED = [values.only, values.sides, values.size, values.rounds, values.seconds, values["cpu-prof"]].some((value) => value !== undefined);
 const CONNECTIONS = 32;
 const WARMUP_SECONDS = 1;
 const PGBENCH_THREADS = 2;
@@ -91,7 +108,36 @@ const PLANS: SizePlan[] = QUICK
       { size: SIZES.small, seconds: 4, rounds: 2, sides: ["ours", "handwritten"] },
       { size: SIZES.large, seconds: 6, rounds: 3, sides: ALL_SIDES, extras: { subscribers: 100, changes: 20, jobs: 2000, latencyJobs: 200, latencyRatePerSecond: 50 } },
     ];
+if (values.size !== undefined) {
+  const plan = PLANS.find((p) => p.size === (values.size === "small" ? SIZES.small : values.size === "large" ? SIZES.large : undefined));
+  if (!plan) usage(`--size is small or large${QUICK ? " (and --quick has only small)" : ""}`);
+  PLANS.splice(0, PLANS.length, plan);
+}
+for (const plan of PLANS) {
+  if (values.rounds !== undefined) plan.rounds = positive("--rounds", values.rounds);
+  if (values.seconds !== undefined) plan.seconds = positive("--seconds", values.seconds);
+  if (ONLY_SIDES) {
+    const unknown = ONLY_SIDES.filter((side) => !ALL_SIDES.includes(side as Side));
+    if (unknown.length > 0) usage(`unknown side ${unknown.join(", ")}: the sides are ${ALL_SIDES.join(", ")}`);
+    plan.sides = ALL_SIDES.filter((side) => ONLY_SIDES.includes(side) && (side === "ours" || side === "baseline" || plan.sides.includes(side) || values.size !== undefined));
+    if (!plan.sides.includes("ours")) plan.sides.unshift("ours");
+  }
+  if (ONLY_WORKLOADS || ONLY_SIDES) plan.extras = undefined;
+}
 const MAIN_PLAN = PLANS[PLANS.length - 1]!;
+function positive(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) usage(`${flag} takes a positive number, not ${JSON.stringify(value)}`);
+  return n;
+}
+function usage(problem: string): never {
+  console.error(`npm run bench: ${problem}
+  npm run bench [-- --quick] [--baseline <git ref>]
+    [--only Q1,Q4b,...] [--sides ours,baseline,handwritten,v4,pgbench] [--size small|large]
+    [--rounds N] [--seconds S] [--cpu-prof <folder>]
+  A focused run (any of the last six) prints its table and leaves bench/results/ as it is.`);
+  process.exit(2);
+}
 const CHART_MODULE = new URL("./chart.ts", import.meta.url).href;
 
 const startedAt = Date.now();
@@ -161,7 +207,8 @@ async function startTarget(label: Target["label"], stack: Stack, size: BenchSize
   await root.query("update app_public.plans set max_projects = null, max_members = null, max_tasks_per_project = null where is_default");
   const loadedMs = Date.now() - started;
   progress(`${tag} ${label}: ${size.name} loaded in ${(loadedMs / 1000).toFixed(1)} s; starting the backend…`);
-  const backend = await stack.spawnBackend({ urls: database.urls, env: BACKEND_ENV });
+  const profile: Record<string, string> = label === "ours" && values["cpu-prof"] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(values["cpu-prof"])}` } : {};
+  const backend = await stack.spawnBackend({ urls: database.urls, env: { ...BACKEND_ENV, ...profile } });
   scope.defer(`stop the ${label} backend`, () => stopChild(backend.child));
   const url = `http://127.0.0.1:${backend.port}`;
 
@@ -377,6 +424,11 @@ const WORKLOADS: Workload[] = [
   },
 ];
 
+const unknownWorkloads = ONLY_WORKLOADS?.filter((key) => !WORKLOADS.some((w) => w.key === key)) ?? [];
+if (unknownWorkloads.length > 0) usage(`unknown workload ${unknownWorkloads.join(", ")}: the workloads are ${WORKLOADS.map((w) => w.key).join(", ")}`);
+/** The workloads this run measures (all but a focused run's --only). */
+const SELECTED = ONLY_WORKLOADS ? WORKLOADS.filter((w) => ONLY_WORKLOADS.includes(w.key)) : WORKLOADS;
+
 async function resetWrites(target: Target) {
   await target.root.query("delete from app_public.tasks where title ~ $1", [WRITTEN_TITLES]);
   await target.root.query("vacuum analyze app_public.tasks");
@@ -478,7 +530,7 @@ async function benchSize(plan: SizePlan, baseline: BaselineCheckout | undefined)
 
     // Warm every side up (JIT, connections, plan caches) before anything counts.
     progress(`${tag} warming up: ${sides.join(", ")}`);
-    for (const workload of WORKLOADS) {
+    for (const workload of SELECTED) {
       for (const runner of runners) {
         const m = await runner.run(workload, WARMUP_SECONDS);
         if (m) reportFailure("warm-up", workload, runner.side, m);
@@ -489,7 +541,7 @@ async function benchSize(plan: SizePlan, baseline: BaselineCheckout | undefined)
     for (let r = 0; r < plan.rounds; r++) {
       // Alternate the order each round, of the workloads and of the sides within each (A B C D,
       // then D C B A), so no side always runs on a warmer or more loaded machine.
-      const workloads = r % 2 === 0 ? WORKLOADS : [...WORKLOADS].reverse();
+      const workloads = r % 2 === 0 ? SELECTED : [...SELECTED].reverse();
       const order = r % 2 === 0 ? runners : [...runners].reverse();
       for (const workload of workloads) {
         for (const runner of order) {
@@ -506,7 +558,7 @@ async function benchSize(plan: SizePlan, baseline: BaselineCheckout | undefined)
       }
     }
 
-    const workloads: WorkloadResult[] = WORKLOADS.filter((w) => results.has(w.key)).map((w) => {
+    const workloads: WorkloadResult[] = SELECTED.filter((w) => results.has(w.key)).map((w) => {
       const sideResults: Partial<Record<Side, SideResult>> = {};
       for (const [side, rounds] of results.get(w.key)!) {
         const cpu = (field: "nodeCpuMs" | "pgCpuMs") => {
@@ -630,6 +682,12 @@ try {
     wallClockSeconds: Math.round((Date.now() - startedAt) / 1000),
   };
   const markdown = renderMarkdown(report);
+  if (FOCUSED) {
+    console.log(markdown);
+    progress(`done in ${report.wallClockSeconds} s (a focused run: bench/results/ is left as it was)`);
+    if (values["cpu-prof"]) progress(`ours' CPU profile is in ${path.resolve(values["cpu-prof"])}`);
+    process.exit(oursFailed ? 1 : 0);
+  }
   const dir = path.join(PROJECT_ROOT, "bench", "results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, "latest.json"), JSON.stringify(report, null, 2) + "\n");
