@@ -8,3 +8,4 @@ alter schema public owner to :DATABASE_OWNER;
 -- Trusted extensions (PostgreSQL 13+), created here so the owner needs no CREATE on the database.
 create extension if not exists citext with schema public;
 create extension if not exists pgcrypto with schema public;
+create extension if not exists btree_gin with schema public;
