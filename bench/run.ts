@@ -46,20 +46,27 @@ import { V4_QUERIES } from "./peers/v4-queries.ts";
 import { measureFanOut } from "./workloads/realtime.ts";
 import { measureWorker } from "./workloads/worker.ts";
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: "boolean", default: false },
-    baseline: { type: "string" },
-    // A focused run (while working on one query): only these workloads, sides, size, rounds.
-    only: { type: "string" },
-    sides: { type: "string" },
-    size: { type: "string" },
-    rounds: { type: "string" },
-    seconds: { type: "string" },
-    // Writes a V8 CPU profile of ours' server process into this folder.
-    "cpu-prof": { type: "string" },
-  },
-});
+// parseArgs refuses unknown or malformed options by throwing: a usage message instead of a stack trace.
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: "boolean", default: false },
+        baseline: { type: "string" },
+        // A focused run (while working on one query): only these workloads, sides, size, rounds.
+        only: { type: "string" },
+        sides: { type: "string" },
+        size: { type: "string" },
+        rounds: { type: "string" },
+        seconds: { type: "string" },
+        // Writes a V8 CPU profile of ours' server process into this folder.
+        "cpu-prof": { type: "string" },
+      },
+    });
+  } catch (error) {
+    return usage(error instanceof Error ? error.message : String(error));
+  }
+})();
 const QUICK = values.quick;
 const BASELINE_REF = values.baseline;
 const list = (value: string | undefined) => value?.split(",").map((item) => item.trim()).filter(Boolean);
@@ -114,20 +121,20 @@ if (values.size !== undefined) {
   PLANS.splice(0, PLANS.length, plan);
 }
 for (const plan of PLANS) {
-  if (values.rounds !== undefined) plan.rounds = positive("--rounds", values.rounds);
+  if (values.rounds !== undefined) plan.rounds = positive("--rounds", values.rounds, { integer: true });
   if (values.seconds !== undefined) plan.seconds = positive("--seconds", values.seconds);
   if (ONLY_SIDES) {
     const unknown = ONLY_SIDES.filter((side) => !ALL_SIDES.includes(side as Side));
     if (unknown.length > 0) usage(`unknown side ${unknown.join(", ")}: the sides are ${ALL_SIDES.join(", ")}`);
-    plan.sides = ALL_SIDES.filter((side) => ONLY_SIDES.includes(side) && (side === "ours" || side === "baseline" || plan.sides.includes(side) || values.size !== undefined));
-    if (!plan.sides.includes("ours")) plan.sides.unshift("ours");
+    // Ours always runs (the others are compared with it); a chosen size may have any side.
+    plan.sides = (values.size !== undefined ? ALL_SIDES : plan.sides).filter((side) => side === "ours" || ONLY_SIDES.includes(side));
   }
   if (ONLY_WORKLOADS || ONLY_SIDES) plan.extras = undefined;
 }
 const MAIN_PLAN = PLANS[PLANS.length - 1]!;
-function positive(flag: string, value: string): number {
+function positive(flag: string, value: string, { integer = false } = {}): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) usage(`${flag} takes a positive number, not ${JSON.stringify(value)}`);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) usage(`${flag} takes a positive ${integer ? "whole " : ""}number, not ${JSON.stringify(value)}`);
   return n;
 }
 function usage(problem: string): never {
