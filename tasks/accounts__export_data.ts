@@ -16,7 +16,7 @@ const exportData: Task = async (rawPayload, helpers) => {
   const { rows } = await helpers.query<{ token: string; email: string; name: string }>("select * from app_private.mint_data_export_token($1)", [id]);
   const minted = rows[0];
   if (!minted) {
-    helpers.logger.info(`data export ${id} needs no email (its account is gone)`);
+    helpers.logger.info(`data export ${id} needs no email (its account is gone or disabled, or was secured since it was asked for)`);
     return;
   }
   await deliverEmail(helpers, minted.email, "data_export", { name: minted.name, link: `${publicUrl()}/data-export?token=${minted.token}` }, { perAttempt: true });

@@ -112,6 +112,24 @@ describe("exporting one's data", () => {
     expect((await download(link)).body.error.code).toBe("invalid_token");
   });
 
+  it("an export asked for but not emailed yet is dropped when the account is secured: no live link goes out", async () => {
+    const user = await signUp(api);
+    await gqlOk(api, user.accessToken, REQUEST);
+    // A new password from another session (an owner locking out an intruder) before the job ran.
+    const phone = await request(api.app).post("/auth/login").send({ email: user.email, password: user.password });
+    const changed = await request(api.app)
+      .post("/auth/change-password")
+      .set("Authorization", `Bearer ${phone.body.accessToken}`)
+      .send({ currentPassword: user.password, newPassword: "a brand new passphrase 2026" });
+    expect(changed.status).toBeLessThan(300);
+    await runJobs(db);
+    const { rows } = await db.root.query("select count(*)::int as n from app_private.data_exports where user_id = $1", [user.id]);
+    expect(rows[0].n).toBe(0);
+    expect(smtp.messages.filter((m) => recipient(m) === user.email && m.subject === "Your data export is ready")).toEqual([]);
+    const failed = await db.root.query("select last_error from graphile_worker.jobs where task_identifier = 'accounts__export_data' and last_error is not null");
+    expect(failed.rows).toEqual([]);
+  });
+
   it("one a day, for signed-in users; a made-up link is refused", async () => {
     const user = await signUp(api);
     await gqlOk(api, user.accessToken, REQUEST);

@@ -140,6 +140,31 @@ describe("deleting one's account", () => {
     expect(await exists("organizations", org.id)).toBe(true);
   });
 
+  it("a site administrator cannot re-enable a closing account, and disabling its co-owner does not strand the deletion", async () => {
+    const [closing, coOwner, member, admin] = [await signUp(api), await signUp(api), await signUp(api), await signUp(api)];
+    await db.root.query("update app_public.users set is_admin = true where id = $1", [admin.id]);
+    const org = await organizationOf(closing, "admin-closing-deleted");
+    await join(org.id, coOwner, "owner");
+    await join(org.id, member);
+    expect((await deleteAccount(closing)).status).toBe(202);
+
+    const enable = await graphql(api, `mutation ($id: UUID!) { adminEnableUser(input: { userId: $id }) { user { rowId } } }`, {
+      token: admin.accessToken,
+      variables: { id: closing.id },
+    });
+    expect(enable.body.errors[0].extensions.code).toBe("account_closing");
+    expect((await request(api.app).post("/auth/login").send({ email: closing.email, password: closing.password })).status).toBe(401);
+
+    // The co-owner disabled by an administrator is still an owner (they can be enabled again): the deletion goes ahead.
+    await gqlOk(api, admin.accessToken, `mutation ($id: UUID!) { adminDisableUser(input: { userId: $id }) { user { rowId } } }`, { id: coOwner.id });
+    await runJobs(db);
+    expect(await exists("users", closing.id)).toBe(false);
+    const { rows } = await db.root.query("select user_id, role from app_public.organization_memberships where organization_id = $1 and role = 'owner'", [org.id]);
+    expect(rows).toEqual([{ user_id: coOwner.id, role: "owner" }]);
+    const failed = await db.root.query("select last_error from graphile_worker.jobs where task_identifier = 'accounts__delete_user' and last_error is not null");
+    expect(failed.rows).toEqual([]);
+  });
+
   it("withdraws invitations to the organizations going with the account, so nobody joins one on its way out", async () => {
     const user = await signUp(api);
     const org = await organizationOf(user, "invited-deleted");

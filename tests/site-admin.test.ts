@@ -122,6 +122,22 @@ describe("disabling an account", () => {
     ]);
   });
 
+  it("disabling a disabled account or enabling an enabled one changes nothing and records nothing", async () => {
+    const user = await signUp(api);
+    const kinds = async () =>
+      (await db.root.query("select kind from app_public.security_events where user_id = $1 and kind in ('account_disabled', 'account_enabled') order by created_at", [user.id])).rows.map(
+        (e) => e.kind,
+      );
+    await gqlOk(api, t.siteAdmin.accessToken, ENABLE, { id: user.id });
+    expect(await kinds()).toEqual([]);
+    const first = await gqlOk(api, t.siteAdmin.accessToken, DISABLE, { id: user.id });
+    const second = await gqlOk(api, t.siteAdmin.accessToken, DISABLE, { id: user.id, reason: "again" });
+    expect(second.adminDisableUser.user.disabledAt).toBe(first.adminDisableUser.user.disabledAt);
+    await gqlOk(api, t.siteAdmin.accessToken, ENABLE, { id: user.id });
+    await gqlOk(api, t.siteAdmin.accessToken, ENABLE, { id: user.id });
+    expect(await kinds()).toEqual(["account_disabled", "account_enabled"]);
+  });
+
   it("an administrator cannot disable themself, nor a user that does not exist", async () => {
     expect((await gqlError(api, t.siteAdmin.accessToken, DISABLE, { id: t.siteAdmin.id })).code).toBe("conflict");
     expect((await gqlError(api, t.siteAdmin.accessToken, DISABLE, { id: "00000000-0000-4000-8000-000000000000" })).code).toBe("not_found");

@@ -215,6 +215,24 @@ describe("who sees files and their URLs", () => {
     expect(listed.files.totalCount).toBe(0);
   });
 
+  it("a pending upload deleted by its uploader loses its object once its URL could no longer be used, not before", async () => {
+    const upload = await createUpload(t.member.accessToken, { purpose: "task_attachment", targetId: t.acme.taskId, filename: "gone.txt", contentType: "text/plain", size: "4" });
+    const key = (await objectKeyOf(upload.file.rowId))!;
+    await gqlOk(api, t.member.accessToken, `mutation ($id: UUID!) { deleteFile(input: { rowId: $id }) { clientMutationId } }`, { id: upload.file.rowId });
+    // The URL still works for a while: a PUT after the row is gone lands...
+    expect((await put(upload, new TextEncoder().encode("late"))).status).toBe(200);
+    await runJobs(db);
+    // ...and its deletion waits until the upload could no longer have been completed.
+    const { rows } = await db.root.query(
+      "select run_at > now() + interval '55 minutes' as later from graphile_worker._private_jobs where payload::jsonb->'keys' ? $1",
+      [key],
+    );
+    expect(rows).toEqual([{ later: true }]);
+    await db.root.query("update graphile_worker._private_jobs set run_at = now() where payload::jsonb->'keys' ? $1", [key]);
+    await runJobs(db);
+    expect(await s3.storage.head(key)).toBeUndefined();
+  });
+
   it("a pending upload is the uploader's alone", async () => {
     const upload = await createUpload(t.member.accessToken, { purpose: "task_attachment", targetId: t.acme.taskId, filename: "wip.txt", contentType: "text/plain", size: "3" });
     const query = `query ($id: UUID!) { file(rowId: $id) { status } }`;
@@ -420,11 +438,16 @@ describe("cleanup", () => {
     expect(await objectKeyOf(upload.file.rowId)).toBeUndefined();
     expect(await s3.storage.head(key)).toBeUndefined();
 
-    // The sweep: the stray object has no row; the kept one does.
+    // Something else in the bucket, not of the form the API gives its objects.
+    const foreign = "backups/2026-01-01.dump";
+    await s3.storage.presignUpload(foreign, "text/plain", 3, 60).then((u) => fetch(u.url, { method: "PUT", body: "db!", headers: u.headers }));
+
+    // The sweep: the stray object has no row; the kept one does; the foreign one is not ours.
     await db.root.query("select graphile_worker.add_job('storage__sweep', json_build_object('now', $1::text))", [tomorrow]);
     await runJobs(db);
     expect(await s3.storage.head(stray)).toBeUndefined();
     expect(await s3.storage.head(keptKey)).toBeDefined();
+    expect(await s3.storage.head(foreign)).toBeDefined();
     const failed = await db.root.query("select task_identifier, last_error from graphile_worker.jobs where last_error is not null");
     expect(failed.rows).toEqual([]);
   });

@@ -197,6 +197,17 @@ describe("reading tasks", () => {
     expect(outsider.searchTasks.totalCount).toBe(0);
   });
 
+  it("a search is at most 1,000 characters, and text the parser cannot take is a validation error, not an internal one", async () => {
+    const search = `query ($q: String!) { searchTasks(query: $q) { totalCount nodes { title } } }`;
+    const long = await gqlError(api, t.member.accessToken, search, { q: "landing ".repeat(126) });
+    expect(long).toMatchObject({ code: "validation_failed", message: "A search is at most 1,000 characters (this one has 1008)." });
+    const dashes = await gqlError(api, t.member.accessToken, search, { q: `${"-".repeat(33)}landing` });
+    expect(dashes).toMatchObject({ code: "validation_failed", message: expect.stringMatching(/^This search cannot be understood/) });
+    const anonymous = await gqlError(api, undefined, search, { q: `${"-".repeat(40)}x` });
+    expect(anonymous.code).toBe("validation_failed");
+    expect((await gqlOk(api, t.member.accessToken, search, { q: "landing ".repeat(125) })).searchTasks.totalCount).toBe(2);
+  });
+
   it("loads a project's tasks with assignee and comment count in a single database round trip", async () => {
     const statements: string[] = [];
     const pool = api.pools.authenticator;
