@@ -56,6 +56,17 @@ describe("GraphQL over HTTP is rate limited", () => {
     expect((await query(app, "198.51.100.10", colleague.accessToken)).status).toBe(200);
   });
 
+  it("a token whose session has ended does not use up its user's rate", async () => {
+    const app = await appWith({ RATE_LIMIT_GRAPHQL_USER: "3/1m" });
+    const user = await signUp(app);
+    const stolen = user.accessToken;
+    expect((await request(app.app).post("/auth/logout-all").set("Authorization", `Bearer ${stolen}`)).status).toBe(204);
+    for (let i = 0; i < 6; i++) expect((await query(app, "198.51.100.20", stolen)).status).toBe(401);
+    const again = await request(app.app).post("/auth/login").send({ email: user.email, password: user.password });
+    for (let i = 0; i < 3; i++) expect((await query(app, "198.51.100.21", again.body.accessToken)).status).toBe(200);
+    expect((await query(app, "198.51.100.21", again.body.accessToken)).status).toBe(429);
+  });
+
   it("counts in this process, so the limiter adds no database round trip", async () => {
     const app = await appWith({ RATE_LIMIT_GRAPHQL_IP: "2/1m" });
     const before = await db.root.query("select count(*)::int as n from app_private.rate_limits");

@@ -12,6 +12,8 @@ export interface GraphqlRateLimiter {
   consumeClient(client: string): Promise<number>;
   /** Counts one operation for a signed-in user; the seconds to wait when over their rate, else 0. */
   consumeUser(userId: string): Promise<number>;
+  /** Gives back what consumeUser counted for an operation that turned out not to be the user's. */
+  refundUser(userId: string): Promise<void>;
 }
 
 /**
@@ -34,6 +36,7 @@ export function createGraphqlRateLimiter(limits: Config["graphqlRateLimits"]): G
   return {
     consumeClient: (client) => consume(byClient, client),
     consumeUser: (userId) => consume(byUser, userId),
+    refundUser: async (userId) => void (await byUser.reward(userId, 1)),
   };
 }
 
@@ -53,11 +56,17 @@ export function graphqlClientRateLimit(limiter: GraphqlRateLimiter): RequestHand
   };
 }
 
-/** HTTP, after authentication: signed-in requests count against their user too. */
+/**
+ * HTTP, after authentication: signed-in requests count against their user too. The token's
+ * session is checked later, with the request's first SQL statement: a token whose session has
+ * ended (answered 401) gets its count back, so a stolen token signed out everywhere cannot use
+ * up its user's rate.
+ */
 export function graphqlUserRateLimit(limiter: GraphqlRateLimiter): RequestHandler {
   return async (_req, res, next) => {
     const userId = httpIdentity(res)?.claims.user_id;
     const retryAfter = userId ? await limiter.consumeUser(userId) : 0;
+    if (userId && retryAfter === 0) res.once("finish", () => res.statusCode === 401 && void limiter.refundUser(userId));
     next(retryAfter === 0 ? undefined : tooMany(retryAfter));
   };
 }
