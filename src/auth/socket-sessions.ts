@@ -92,7 +92,26 @@ export function createSocketSessions(deps: {
     }
   };
 
-  const sweepNow = () => void sweep().catch((error: unknown) => deps.logger.warn({ err: error }, "could not check WebSocket sessions; will retry"));
+  // One check at a time: announcements that arrive during a check (a burst of sign-outs) are all
+  // answered by one more check after it, not by a query each.
+  let checking = false;
+  let checkAgain = false;
+  const sweepNow = () => {
+    if (checking) {
+      checkAgain = true;
+      return;
+    }
+    checking = true;
+    void sweep()
+      .catch((error: unknown) => deps.logger.warn({ err: error }, "could not check WebSocket sessions; will retry"))
+      .finally(() => {
+        checking = false;
+        if (checkAgain) {
+          checkAgain = false;
+          sweepNow();
+        }
+      });
+  };
   const timer = setInterval(sweepNow, deps.intervalMs ?? 2000);
   timer.unref();
 
