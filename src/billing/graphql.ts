@@ -3,6 +3,7 @@ import type { WithPgClient } from "postgraphile/@dataplan/pg";
 import { access, context, SafeError, sideEffect } from "postgraphile/grafast";
 import { extendSchema } from "postgraphile/utils";
 import Stripe from "stripe";
+import { asCaller, type PgSettings } from "../graphql/as-caller.ts";
 import type { Logger } from "../logger.ts";
 
 interface Deps {
@@ -10,14 +11,6 @@ interface Deps {
   /** Where the frontend's billing page lives: Stripe sends people back there. */
   publicUrl: string;
   logger: Logger;
-}
-
-type PgSettings = Record<string, string | undefined> | null;
-
-/** Runs one SQL statement as the caller (their role and claims), as PostGraphile would. */
-async function asCaller<T>(withPgClient: WithPgClient, pgSettings: PgSettings, text: string, values: unknown[]): Promise<T> {
-  const { rows } = await withPgClient(pgSettings, (client) => client.query<T>({ text, values }));
-  return rows[0]!;
 }
 
 const unavailable = () => new SafeError("Billing is not set up on this server.", { code: "billing_unavailable" });

@@ -5,6 +5,7 @@ import { sql } from "postgraphile/pg-sql2";
 import { extendSchema, wrapPlans } from "postgraphile/utils";
 import sanitizeFilename from "sanitize-filename";
 import type { StorageSettings } from "../config.ts";
+import { asCaller, type PgSettings } from "../graphql/as-caller.ts";
 import type { Logger } from "../logger.ts";
 import type { Storage } from "./storage.ts";
 
@@ -19,8 +20,6 @@ interface Deps {
   limits: Pick<StorageSettings, "maxUploadBytes" | "allowedTypes">;
   logger: Logger;
 }
-
-type PgSettings = Record<string, string | undefined> | null;
 
 interface FileRow {
   id: string;
@@ -89,11 +88,6 @@ function checkUpload(limits: Deps["limits"], input: { filename: string; contentT
     throw new SafeError("filename must name the file (letters, digits, and the like).", { code: "validation_failed" });
   }
   return { contentType, filename, size: input.size };
-}
-
-async function asCaller<T>(withPgClient: WithPgClient, pgSettings: PgSettings, text: string, values: unknown[]): Promise<T> {
-  const { rows } = await withPgClient(pgSettings, (client) => client.query<T>({ text, values }));
-  return rows[0]!;
 }
 
 /**
