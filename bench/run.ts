@@ -431,6 +431,7 @@ const WORKLOADS: Workload[] = [
   },
 ];
 
+if (ONLY_WORKLOADS?.length === 0) usage("--only names at least one workload");
 const unknownWorkloads = ONLY_WORKLOADS?.filter((key) => !WORKLOADS.some((w) => w.key === key)) ?? [];
 if (unknownWorkloads.length > 0) usage(`unknown workload ${unknownWorkloads.join(", ")}: the workloads are ${WORKLOADS.map((w) => w.key).join(", ")}`);
 /** The workloads this run measures (all but a focused run's --only). */

@@ -81,7 +81,8 @@ export async function measureHttp(options: {
     let firstFailure: string | undefined;
     const nodeBefore = options.serverPid === undefined ? undefined : processCpuMs(options.serverPid);
     const pgBefore = options.postmasterPid === undefined ? undefined : postgresCpuMs(options.postmasterPid);
-    const deadline = performance.now() + seconds * 1000;
+    const startedAt = performance.now();
+    const deadline = startedAt + seconds * 1000;
     await Promise.all(
       makers.map(async (next) => {
         let previous: Answer | undefined;
@@ -98,11 +99,14 @@ export async function measureHttp(options: {
         }
       }),
     );
+    // The window really measured: until the last answer (sent before the deadline) came in.
+    const elapsedSeconds = (performance.now() - startedAt) / 1000;
     const nodeCpuMs = nodeBefore === undefined ? undefined : processCpuMs(options.serverPid!) - nodeBefore;
     const pgCpuMs = pgBefore === undefined ? undefined : postgresCpuMs(options.postmasterPid!) - pgBefore;
     latencies.sort((a, b) => a - b);
     return {
-      rps: latencies.length / seconds,
+      // Successful answers per second.
+      rps: (latencies.length - failures) / elapsedSeconds,
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99),
       requests: latencies.length,
