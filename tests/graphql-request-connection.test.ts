@@ -156,6 +156,32 @@ describe("a pipelined statement", () => {
     expect((await client.query("select coalesce(current_setting('jwt.claims.user_id', true), '') as claim")).rows[0].claim).toBe("");
   });
 
+  it("prepares a named prelude statement once per connection, and again only when a failure leaves it in doubt", async () => {
+    const prepared = async (name: string) =>
+      (await client.query("select prepare_time::text as at, generic_plans + custom_plans as runs from pg_prepared_statements where name = $1", [name])).rows;
+    const named = { ...asUser(t.member.id), name: "prelude_as_user" };
+    for (let i = 0; i < 3; i++) expect((await pipelinedQuery(client, whoAmI, [named])).rows[0].claim).toBe(t.member.id);
+    const [first] = await prepared("prelude_as_user");
+    expect(first).toMatchObject({ runs: "3" });
+    // Parsed once: the same statement, planned and run again.
+    await pipelinedQuery(client, whoAmI, [{ ...asUser(t.admin.id), name: "prelude_as_user" }]);
+    expect(await prepared("prelude_as_user")).toEqual([{ at: first!.at, runs: "4" }]);
+
+    // Its first run failed after its Parse went through, then one where it was skipped behind a
+    // failing statement: each later run works (no "already exists", no "does not exist").
+    const divides = (by: string) => ({ text: "select 1 / $1::int", values: [by], name: "prelude_divides" });
+    await expect(pipelinedQuery(client, whoAmI, [divides("0")])).rejects.toMatchObject({ code: "22012" });
+    await expect(pipelinedQuery(client, whoAmI, [{ text: "select 1 / 0", values: [] }, divides("1")])).rejects.toMatchObject({ code: "22012" });
+    for (let i = 0; i < 2; i++) expect((await pipelinedQuery(client, whoAmI, [divides("1"), named])).rows[0].claim).toBe(t.member.id);
+    expect(await prepared("prelude_divides")).toHaveLength(1);
+
+    // Deallocated behind its back: that round trip fails, the next prepares it again.
+    await client.query("deallocate prelude_divides");
+    await expect(pipelinedQuery(client, whoAmI, [divides("1")])).rejects.toMatchObject({ code: "26000" });
+    expect((await pipelinedQuery(client, whoAmI, [divides("1"), named])).rows[0].n).toBe(1);
+    expect(await prepared("prelude_divides")).toHaveLength(1);
+  });
+
   it("is cut off by the statement_timeout its prelude sets", async () => {
     const timeout = { text: "select pg_catalog.set_config('statement_timeout', $1, true)", values: ["200ms"] };
     const started = Date.now();

@@ -133,7 +133,7 @@ function sizeSection(report: SuiteReport, run: SuiteSizeRun): string[] {
   lines.push("");
 
   // CPU of every side (the table above compares ours with the hand-written peer only).
-  if (others.length > 1) {
+  if (others.some((side) => side !== "handwritten")) {
     const cpuHead = ["CPU ms/req (Node / PG)", ...run.sides.map(label)];
     lines.push(`| ${cpuHead.join(" | ")} |`, `|${cpuHead.map(() => "---").join("|")}|`);
     for (const w of run.workloads) {

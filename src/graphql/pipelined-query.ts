@@ -4,16 +4,24 @@ import pg from "pg";
 export interface PreludeStatement {
   text: string;
   values: string[];
+  /**
+   * Prepared under this name the first time it runs on a connection, and from then on only bound
+   * and executed: PostgreSQL parses and plans it once per connection, not once per request. Give
+   * a name only to a text that never changes under it.
+   */
+  name?: string;
 }
 
 type QueryConfig = pg.QueryConfig & { rowMode?: "array" };
 type Connection = {
   submittedNamedStatements: Record<string, string>;
+  close(options: { type: "S"; name: string }): void;
   parse(options: { text: string; name: string; types: number[] }): void;
   bind(options: { portal: string; statement: string; values: unknown[] }): void;
   execute(options: { portal: string; rows: number }): void;
 };
 type Message = { fields: unknown[] };
+type Failure = Error & { code?: string };
 /** The parts of node-postgres's Query (not in its type declarations) this builds on. */
 interface QueryInternals {
   name?: string;
@@ -23,6 +31,13 @@ interface QueryInternals {
   handleError(error: Error, connection: Connection): void;
 }
 const Query = pg.Query as unknown as new (config: object) => QueryInternals;
+
+/**
+ * The named prelude statements each connection has prepared. node-postgres credits a
+ * ParseComplete to the active query's own name only, so the prelude keeps its own account: a
+ * name counts as prepared once its statement has run to completion (its Parse succeeded).
+ */
+const preparedOn = new WeakMap<Connection, Set<string>>();
 
 /**
  * One round trip for a query and the statements it needs before it: node-postgres sends a
@@ -38,6 +53,10 @@ const Query = pg.Query as unknown as new (config: object) => QueryInternals;
  * statements from the ParseComplete messages it sees, crediting each to the active query's name;
  * the prelude's own ParseCompletes must not count for the query's statement, so the query goes
  * nameless until its prelude is done.
+ *
+ * A named prelude statement is parsed only on a connection that has not run it yet. Its Parse
+ * is preceded by a Close of the name (not an error if there is no such statement), because a
+ * round trip that failed at that statement leaves unknown whether its Parse went through.
  */
 class PipelinedQuery extends Query {
   private readonly prelude: PreludeStatement[];
@@ -53,9 +72,14 @@ class PipelinedQuery extends Query {
   }
 
   override prepare(connection: Connection): void {
-    for (const statement of this.prelude) {
-      connection.parse({ text: statement.text, name: "", types: [] });
-      connection.bind({ portal: "", statement: "", values: statement.values });
+    let prepared = preparedOn.get(connection);
+    if (!prepared) preparedOn.set(connection, (prepared = new Set()));
+    for (const { text, values, name = "" } of this.prelude) {
+      if (!name || !prepared.has(name)) {
+        if (name) connection.close({ type: "S", name });
+        connection.parse({ text, name, types: [] });
+      }
+      connection.bind({ portal: "", statement: name, values });
       connection.execute({ portal: "", rows: 0 });
     }
     super.prepare(connection);
@@ -68,6 +92,8 @@ class PipelinedQuery extends Query {
 
   override handleCommandComplete(message: Message, connection: Connection): void {
     if (this.pending > 0) {
+      const { name } = this.prelude[this.prelude.length - this.pending]!;
+      if (name) preparedOn.get(connection)?.add(name);
       this.pending -= 1;
       if (this.pending === 0) this.name = this.statementName;
       return;
@@ -75,9 +101,13 @@ class PipelinedQuery extends Query {
     super.handleCommandComplete(message, connection);
   }
 
-  override handleError(error: Error, connection: Connection): void {
-    // A prelude statement failed: PostgreSQL skipped the query's Parse, so its name is not prepared.
-    if (this.pending > 0 && this.statementName) delete connection.submittedNamedStatements[this.statementName];
+  override handleError(error: Failure, connection: Connection): void {
+    if (this.pending > 0) {
+      // A prelude statement failed: PostgreSQL skipped the query's Parse, so its name is not prepared.
+      if (this.statementName) delete connection.submittedNamedStatements[this.statementName];
+      // Something deallocated a prelude statement: prepare them all again next time.
+      if (error.code === "26000") preparedOn.get(connection)?.clear();
+    }
     super.handleError(error, connection);
   }
 }

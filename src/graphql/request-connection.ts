@@ -30,13 +30,19 @@ export interface RequestConnection {
   end(): Promise<void>;
 }
 
-/** `set_config(…, true)` of every setting, as one statement. */
+/** The text of `set_config(…, true)` of n settings, and its prepared statement's name. */
+const settingsTexts = new Map<number, { text: string; name: string }>();
+
+/** `set_config(…, true)` of every setting, as one statement, prepared once per connection. */
 function settingsStatement(settings: Record<string, string>): PreludeStatement {
-  const entries = Object.entries({ ...settings, jit_optimize_above_cost: "-1" });
-  return {
-    text: `select ${entries.map((_, i) => `pg_catalog.set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(", ")}`,
-    values: entries.flat(),
-  };
+  const values = Object.entries({ ...settings, jit_optimize_above_cost: "-1" }).flat();
+  const count = values.length / 2;
+  let statement = settingsTexts.get(count);
+  if (!statement) {
+    const calls = Array.from({ length: count }, (_, i) => `pg_catalog.set_config($${2 * i + 1}, $${2 * i + 2}, true)`);
+    settingsTexts.set(count, (statement = { text: `select ${calls.join(", ")}`, name: `oddscenes_settings_${count}` }));
+  }
+  return { ...statement, values };
 }
 
 /**
@@ -56,7 +62,9 @@ export class SessionCheck {
   }
   /** The prelude statement that checks, if one is still needed. */
   statement(): PreludeStatement | undefined {
-    return this.checked ? undefined : { text: "select app_hidden.require_live_session($1::uuid)", values: [this.identity.claims.user_id ?? ""] };
+    return this.checked
+      ? undefined
+      : { text: "select app_hidden.require_live_session($1::uuid)", values: [this.identity.claims.user_id ?? ""], name: "oddscenes_session_check" };
   }
   /** A round trip with the check in it succeeded. */
   passed(): void {
@@ -69,7 +77,9 @@ export class SessionCheck {
     const client = await pool.connect();
     let broken: Error | undefined;
     try {
-      await pipelinedQuery(client, check, [settingsStatement(this.settings)]);
+      // As the query itself, not a prelude statement: unnamed, so node-postgres's account of
+      // prepared statements and the prelude's never disagree about the name.
+      await pipelinedQuery(client, { text: check.text, values: check.values }, [settingsStatement(this.settings)]);
       this.passed();
       return true;
     } catch (error) {
