@@ -20,6 +20,12 @@ Without DATABASE_URL these use the embedded development database (started if nee
 const MIGRATE_COMMANDS = new Set(["migrate", "watch", "commit", "uncommit", "reset", "status", "compile", "run"]);
 /** Commands that run migrations on the shadow database (the embedded setup has one of its own). */
 const NEEDS_SHADOW = new Set(["watch", "commit", "uncommit"]);
+/**
+ * Commands that may run committed migrations on the database itself: graphile-worker's schema
+ * goes in first, since migrations may enqueue or read jobs (a fresh database's first db:watch
+ * applies every committed migration before current.sql).
+ */
+const WORKER_SCHEMA_FIRST = new Set(["migrate", "reset", "watch", "commit", "uncommit"]);
 
 function graphileMigrate(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -69,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const database = await openDatabase(config, logger);
   try {
-    if (command === "migrate" || command === "reset") await installWorkerSchema(database.urls.owner);
+    if (WORKER_SCHEMA_FIRST.has(command)) await installWorkerSchema(database.urls.owner);
     const env = migrateEnv(database.urls);
     if (!env.SHADOW_DATABASE_URL && (command === "status" || command === "migrate")) {
       // status and migrate never open the shadow database, but graphile-migrate's settings want one named.
