@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type pg from "pg";
+import pg from "pg";
 import { buildTestApp, type TestApp } from "./helpers/app.ts";
 import { RELAXED_LIMITS, type SignedUp } from "./helpers/auth.ts";
 import { asRole, createTestDatabase, type TestDatabase } from "./helpers/database.ts";
@@ -379,6 +379,53 @@ describe("writes", () => {
     );
     expect(session_id).not.toBe("00000000-0000-4000-8000-000000000000");
     expect(ended).toBe(0);
+  });
+
+  it("the board's column positions are read past row-level security (to use their index) and match what each caller may read", async () => {
+    const { rows: columns } = await db.root.query<{ project_id: string; status: string }>(
+      "select distinct t.project_id, s.status::text from app_public.tasks t, unnest(enum_range(null::app_public.task_status)) s(status)",
+    );
+    expect(columns.length).toBeGreaterThanOrEqual(8);
+    const nobody = "00000000-0000-4000-8000-000000000000";
+    for (const viewer of VIEWERS.filter((v) => v !== "anonymous")) {
+      for (const { project_id, status } of columns) {
+        const [found, readable] = await as(viewer, async (c) => [
+          (
+            await c.query(
+              `select app_hidden.task_column_last_position($1, $2)::text as last, app_hidden.task_column_next_position($1, $2, null, $3)::text as first,
+                      app_hidden.task_column_next_position($1, $2, 0, $3)::text as after_zero`,
+              [project_id, status, nobody],
+            )
+          ).rows[0],
+          (
+            await c.query(
+              `select max(position)::text as last, min(position)::text as first, min(position) filter (where position > 0)::text as after_zero
+               from app_public.tasks where project_id = $1 and status = $2::app_public.task_status`,
+              [project_id, status],
+            )
+          ).rows[0],
+        ]);
+        expect({ viewer, project_id, status, found }).toEqual({ viewer, project_id, status, found: readable });
+      }
+    }
+    // Roles that row-level security does not apply to (a superuser, the owner: seeds and jobs) see every row.
+    const ownerPool = new pg.Pool({ connectionString: db.urls.owner, max: 1 });
+    try {
+      for (const reader of [db.root, ownerPool]) {
+        for (const { project_id, status } of columns) {
+          const both = await reader.query(
+            `select app_hidden.task_column_last_position($1, $2::app_public.task_status)::text as found,
+                    (select max(position) from app_public.tasks where project_id = $1 and status = $2::app_public.task_status)::text as readable`,
+            [project_id, status],
+          );
+          expect(both.rows[0].found).toBe(both.rows[0].readable);
+        }
+      }
+    } finally {
+      await ownerPool.end();
+    }
+    // Only signed-in callers (whose task writes use them) may call them at all.
+    expect(await attempt("anonymous", "select app_hidden.task_column_last_position($1, 'todo')", [columns[0]!.project_id])).toBe("42501");
   });
 
   it("invitation tokens stay private", async () => {
