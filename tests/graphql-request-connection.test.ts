@@ -53,6 +53,30 @@ describe("a GraphQL query takes one connection", () => {
     expect(allReturned()).toBe(true);
   });
 
+  it("a connection whose prepared statements were dropped behind its back (DEALLOCATE ALL) fails one request, then is replaced", async () => {
+    const query = `{ projects { nodes { name } } }`;
+    for (let i = 0; i < 3; i++) await gqlOk(api, t.member.accessToken, query);
+    const pool = api.pools.authenticator;
+    const idle = await Promise.all(Array.from({ length: pool.idleCount }, () => pool.connect()));
+    const prepared = async (client: pg.PoolClient) => (await client.query("select count(*)::int as n from pg_prepared_statements")).rows[0].n as number;
+    const used: pg.PoolClient[] = [];
+    for (const client of idle) if ((await prepared(client)) > 0) used.push(client);
+    expect(used.length).toBeGreaterThan(0);
+    for (const client of idle) await client.query("deallocate all");
+    // The pool hands out the connection released last first: those that had statements.
+    for (const client of [...idle.filter((client) => !used.includes(client)), ...used]) client.release();
+    const answers: string[] = [];
+    for (let i = 0; i < idle.length + 3; i++) {
+      const res = await graphql(api, query, { token: t.member.accessToken });
+      answers.push(res.status === 200 && !res.body.errors ? "ok" : `${res.status} ${res.body.errors?.[0]?.extensions?.code}`);
+    }
+    // At most one failure per such connection (node-postgres would go on believing in its
+    // statements and fail every request on it), and the last requests are answered.
+    expect(answers.filter((answer) => answer !== "ok").length).toBeLessThanOrEqual(used.length);
+    expect(answers.slice(-3)).toEqual(["ok", "ok", "ok"]);
+    expect(allReturned()).toBe(true);
+  });
+
   it("a mutation still commits its own work, and queries see it", async () => {
     const created = await gqlOk(api, t.member.accessToken, `mutation ($org: UUID!) { createProject(input: { project: { organizationId: $org, name: "Committed" } }) { project { rowId } } }`, {
       org: t.acme.id,
@@ -174,6 +198,17 @@ describe("a pipelined statement", () => {
     await expect(pipelinedQuery(client, whoAmI, [{ text: "select 1 / 0", values: [] }, divides("1")])).rejects.toMatchObject({ code: "22012" });
     for (let i = 0; i < 2; i++) expect((await pipelinedQuery(client, whoAmI, [divides("1"), named])).rows[0].claim).toBe(t.member.id);
     expect(await prepared("prelude_divides")).toHaveLength(1);
+
+    // A migration changed what its function returns: that round trip fails (a prepared statement's
+    // result type is fixed), the next prepares it again.
+    await db.root.query(`create schema prelude_probe; grant usage on schema prelude_probe to ${db.urls.roles.authenticator}`);
+    await db.root.query("create function prelude_probe.probe(n int) returns int language sql as $$ select n $$");
+    const probe = { text: "select prelude_probe.probe($1::int)", values: ["1"], name: "prelude_probe" };
+    expect((await pipelinedQuery(client, whoAmI, [probe])).rows[0].n).toBe(1);
+    await db.root.query("drop function prelude_probe.probe(int)");
+    await db.root.query("create function prelude_probe.probe(n int) returns text language sql as $$ select n::text $$");
+    await expect(pipelinedQuery(client, whoAmI, [probe])).rejects.toMatchObject({ code: "0A000" });
+    expect((await pipelinedQuery(client, whoAmI, [probe])).rows[0].n).toBe(1);
 
     // Deallocated behind its back: that round trip fails, the next prepares it again.
     await client.query("deallocate prelude_divides");

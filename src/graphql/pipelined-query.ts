@@ -54,9 +54,10 @@ const preparedOn = new WeakMap<Connection, Set<string>>();
  * the prelude's own ParseCompletes must not count for the query's statement, so the query goes
  * nameless until its prelude is done.
  *
- * A named prelude statement is parsed only on a connection that has not run it yet. Its Parse
- * is preceded by a Close of the name (not an error if there is no such statement), because a
- * round trip that failed at that statement leaves unknown whether its Parse went through.
+ * A named prelude statement is parsed only on a connection that has not run it yet, or whose
+ * last run of it failed. Its Parse is preceded by a Close of the name (not an error if there is
+ * no such statement), because a round trip that failed at that statement leaves unknown whether
+ * its Parse went through.
  */
 class PipelinedQuery extends Query {
   private readonly prelude: PreludeStatement[];
@@ -105,8 +106,13 @@ class PipelinedQuery extends Query {
     if (this.pending > 0) {
       // A prelude statement failed: PostgreSQL skipped the query's Parse, so its name is not prepared.
       if (this.statementName) delete connection.submittedNamedStatements[this.statementName];
-      // Something deallocated a prelude statement: prepare them all again next time.
-      if (error.code === "26000") preparedOn.get(connection)?.clear();
+      // The failing statement is prepared afresh next time (its Parse may not have gone through,
+      // or its plan may be one PostgreSQL no longer accepts, as after a migration changed what a
+      // function returns); after "does not exist" (DEALLOCATE ALL, say), all of them are.
+      const prepared = preparedOn.get(connection);
+      const { name } = this.prelude[this.prelude.length - this.pending]!;
+      if (name) prepared?.delete(name);
+      if (error.code === "26000") prepared?.clear();
     }
     super.handleError(error, connection);
   }

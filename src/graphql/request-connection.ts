@@ -96,8 +96,19 @@ export class SessionCheck {
 const refusal = (error: unknown) => (error instanceof Error && "code" in error && error.code === "OS401" && "detail" in error && error.detail === "session_ended" ? sessionEnded() : error);
 
 type AdaptorQuery = pg.QueryConfig & { rowMode?: "array" };
-/** Failed other than with PostgreSQL's answer (the socket broke, say): the connection is unusable. */
-const brokenBy = (error: unknown) => (error instanceof Error && "severity" in error ? undefined : error instanceof Error ? error : new Error(String(error)));
+/**
+ * The connection is unusable after this error: it failed other than with PostgreSQL's answer
+ * (the socket broke, say), or its prepared statements are gone ("does not exist": DEALLOCATE ALL
+ * or DISCARD ALL ran on it), which node-postgres would go on believing it has.
+ */
+const brokenBy = (error: unknown) =>
+  error instanceof Error && "severity" in error
+    ? (error as { code?: string }).code === "26000"
+      ? error
+      : undefined
+    : error instanceof Error
+      ? error
+      : new Error(String(error));
 
 /** A client for PostGraphile's adaptor whose statements go through `send`. */
 function adaptorClient(client: pg.PoolClient, send: (config: AdaptorQuery) => Promise<pg.QueryResult>): pg.PoolClient {
