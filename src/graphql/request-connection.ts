@@ -101,14 +101,11 @@ type AdaptorQuery = pg.QueryConfig & { rowMode?: "array" };
  * (the socket broke, say), or its prepared statements are gone ("does not exist": DEALLOCATE ALL
  * or DISCARD ALL ran on it), which node-postgres would go on believing it has.
  */
-const brokenBy = (error: unknown) =>
-  error instanceof Error && "severity" in error
-    ? (error as { code?: string }).code === "26000"
-      ? error
-      : undefined
-    : error instanceof Error
-      ? error
-      : new Error(String(error));
+function brokenBy(error: unknown): Error | undefined {
+  if (!(error instanceof Error)) return new Error(String(error));
+  if (!("severity" in error)) return error;
+  return (error as { code?: string }).code === "26000" ? error : undefined;
+}
 
 /** A client for PostGraphile's adaptor whose statements go through `send`. */
 function adaptorClient(client: pg.PoolClient, send: (config: AdaptorQuery) => Promise<pg.QueryResult>): pg.PoolClient {
