@@ -45,6 +45,30 @@ async function connectionsTaken(fn: () => Promise<unknown>): Promise<number> {
  */
 const allReturned = () => api.pools.authenticator.totalCount - api.pools.authenticator.idleCount === 1;
 
+/** A function's definition, to put it back. */
+async function definitionOf(fn: string): Promise<string> {
+  return (await db.root.query("select pg_get_functiondef($1::regprocedure) as def", [fn])).rows[0].def;
+}
+
+/** Drops and creates `fn` anew from `definition`, as a migration would, keeping its comment and grants. */
+async function redefine(fn: string, definition: string, grantees: string[]): Promise<void> {
+  const client = await db.root.connect();
+  try {
+    const comment = (await client.query("select obj_description($1::regprocedure) as comment", [fn])).rows[0].comment;
+    await client.query("begin");
+    await client.query(`drop function ${fn}`);
+    await client.query(definition);
+    if (comment) await client.query(`comment on function ${fn} is ${client.escapeLiteral(comment)}`);
+    await client.query(`grant execute on function ${fn} to ${grantees.join(", ")}`);
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback");
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 describe("a GraphQL query takes one connection", () => {
   it("takes one connection for a page, its totalCount and nested lists, and gives it back before answering", async () => {
     const query = `{ projects { totalCount nodes { name tasks(first: 3) { totalCount nodes { title } } } } organizations { nodes { name } } }`;
@@ -75,6 +99,41 @@ describe("a GraphQL query takes one connection", () => {
     expect(answers.filter((answer) => answer !== "ok").length).toBeLessThanOrEqual(used.length);
     expect(answers.slice(-3)).toEqual(["ok", "ok", "ok"]);
     expect(allReturned()).toBe(true);
+  });
+
+  it("a connection whose prepared query a migration made stale (a changed result type) fails one request, then is replaced", async () => {
+    const query = `{ tasks { nodes { title creatorName } } }`;
+    for (let i = 0; i < 3; i++) await gqlOk(api, t.member.accessToken, query);
+    const fn = "app_public.tasks_creator_name(app_public.tasks)";
+    const original = await definitionOf(fn);
+    const grantees = [db.urls.roles.anonymous, db.urls.roles.user];
+    // The same function, returning varchar instead of text.
+    await redefine(fn, original.replace(/RETURNS text/, "RETURNS character varying"), grantees);
+    try {
+      const connections = api.pools.authenticator.totalCount;
+      const answers: string[] = [];
+      for (let i = 0; i < connections + 3; i++) {
+        const res = await graphql(api, query, { token: t.member.accessToken });
+        answers.push(res.status === 200 && !res.body.errors ? "ok" : `${res.status} ${res.body.errors?.[0]?.extensions?.code}`);
+      }
+      // PostgreSQL refuses such a statement on every run: node-postgres's would fail for good.
+      expect(answers.filter((answer) => answer !== "ok").length).toBeLessThanOrEqual(connections);
+      expect(answers.slice(-3)).toEqual(["ok", "ok", "ok"]);
+    } finally {
+      await redefine(fn, original, grantees);
+    }
+  });
+
+  it("the session check survives a migration changing what its function returns", async () => {
+    for (let i = 0; i < 3; i++) await gqlOk(api, t.member.accessToken, `{ projects { nodes { name } } }`);
+    const fn = "app_hidden.require_live_session(uuid)";
+    const original = await definitionOf(fn);
+    await redefine(fn, original.replace(/RETURNS void/, "RETURNS boolean").replace(/\bend if;\s*end;/, "end if;\n  return true;\nend;"), [db.urls.roles.user]);
+    try {
+      for (let i = 0; i < 3; i++) await gqlOk(api, t.member.accessToken, `{ projects { nodes { name } } }`);
+    } finally {
+      await redefine(fn, original, [db.urls.roles.user]);
+    }
   });
 
   it("a mutation still commits its own work, and queries see it", async () => {

@@ -64,7 +64,8 @@ export class SessionCheck {
   statement(): PreludeStatement | undefined {
     return this.checked
       ? undefined
-      : { text: "select app_hidden.require_live_session($1::uuid)", values: [this.identity.claims.user_id ?? ""], name: "oddscenes_session_check" };
+      : // No columns, so no result type a migration could change under the prepared statement.
+        { text: "select from app_hidden.require_live_session($1::uuid)", values: [this.identity.claims.user_id ?? ""], name: "oddscenes_session_check" };
   }
   /** A round trip with the check in it succeeded. */
   passed(): void {
@@ -98,13 +99,16 @@ const refusal = (error: unknown) => (error instanceof Error && "code" in error &
 type AdaptorQuery = pg.QueryConfig & { rowMode?: "array" };
 /**
  * The connection is unusable after this error: it failed other than with PostgreSQL's answer
- * (the socket broke, say), or its prepared statements are gone ("does not exist": DEALLOCATE ALL
- * or DISCARD ALL ran on it), which node-postgres would go on believing it has.
+ * (the socket broke, say), or a prepared statement node-postgres will go on using is no good:
+ * gone ("does not exist": DEALLOCATE ALL or DISCARD ALL ran on it), or planned for a result a
+ * migration has since changed ("cached plan must not change result type", on every run).
  */
 function brokenBy(error: unknown): Error | undefined {
   if (!(error instanceof Error)) return new Error(String(error));
   if (!("severity" in error)) return error;
-  return (error as { code?: string }).code === "26000" ? error : undefined;
+  const { code } = error as { code?: string };
+  const staleResult = code === "0A000" && error.message.includes("cached plan must not change result type");
+  return code === "26000" || staleResult ? error : undefined;
 }
 
 /** A client for PostGraphile's adaptor whose statements go through `send`. */
