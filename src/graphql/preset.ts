@@ -16,6 +16,7 @@ import { PrivateUserFieldsPlugin } from "./private-user-fields.ts";
 import { makeStoragePlugins } from "../storage/graphql.ts";
 import type { Storage } from "../storage/storage.ts";
 import { RealtimePlugin } from "./realtime.ts";
+import { TotalCountFromPagePlugin } from "./total-count.ts";
 import { attachRequest, makeRequestConnectionPlugin, pipelinedTransactions, requestConnection, SessionCheck } from "./request-connection.ts";
 
 /** Finds the caller of a GraphQL request (HTTP or WebSocket); throws to refuse it. */
@@ -62,6 +63,7 @@ export function makeGraphilePreset(options: {
       RealtimePlugin,
       PrivateUserFieldsPlugin,
       MissingRowIsNotFoundPlugin,
+      TotalCountFromPagePlugin,
       ErrorCodesPlugin,
       makeRequestConnectionPlugin(pool),
       makeQueryLimitsPlugin(config.graphqlLimits, { introspection: config.graphqlIntrospection }),
