@@ -204,11 +204,8 @@ describe("the README's queries use the indexes the benchmark relies on", () => {
 
   for (const generic of [false, true]) {
     const plan = generic ? "generic plan" : "custom plan";
-    it(`Q4a filter + includesInsensitive + totalCount (${plan}): the member's organizations' rows only, from the index alone, read once for page and count`, async () => {
+    it(`Q4a filter + includesInsensitive + totalCount (${plan}): the member's organizations' rows only, from the index alone`, async () => {
       const plans = await plansOf(Q4A, {}, { generic });
-      // One statement: the page counts its rows with a window (src/graphql/total-count.ts).
-      expect(plans).toHaveLength(1);
-      expect(plans[0]!.map((node) => node["Node Type"])).toContain("WindowAgg");
       expect(tenantIndexed(plans)).toBe(true);
       expect(scansOf(plans, "tasks").map((node) => node["Node Type"])).toEqual(plans.map(() => "Index Only Scan"));
     });

@@ -22,12 +22,12 @@ export const QUERIES: Record<string, string> = {
                        from app_public.organization_memberships m where m.organization_id = p.organization_id))
                      from app_public.projects p where p.id = t.project_id))
        from app_public.tasks t where t.id = $1`,
-  // Page and totalCount from one run of the filter or search, as ours does (a window count is
-  // computed before LIMIT): the database's best for these, not a second scan.
-  q4a: `with page as (select title, count(*) over () as total from app_public.tasks
-                    where status in ('todo', 'in_progress') and title ilike '%landing%' order by id limit 20)
-        select json_build_object('totalCount', coalesce((select max(total) from page), 0),
-                                 'nodes', coalesce((select json_agg(json_build_object('title', title)) from page), '[]'))`,
+  q4a: `select json_build_object(
+          'totalCount', (select count(*) from app_public.tasks where status in ('todo', 'in_progress') and title ilike '%landing%'),
+          'nodes', coalesce((select json_agg(t) from (select title from app_public.tasks where status in ('todo', 'in_progress') and title ilike '%landing%'
+                                                     order by id limit 20) t), '[]'))`,
+  // Page and totalCount from one run of the search, as ours does (a window count is computed
+  // before LIMIT): the search function runs once, not a second time for the count.
   q4b: `with page as (select title, count(*) over () as total from app_public.search_tasks('landing page') limit 20)
         select json_build_object('totalCount', coalesce((select max(total) from page), 0),
                                  'nodes', coalesce((select json_agg(json_build_object('title', title)) from page), '[]'))`,

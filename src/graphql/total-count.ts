@@ -6,34 +6,32 @@ import { sql, type SQL } from "postgraphile/pg-sql2";
 const rootConnections = new WeakSet<Step>();
 
 type Selecting = { selectAndReturnIndex(fragment: SQL): number };
-type Bound = number | string | null | undefined;
-/**
- * Whether the page's window count is not the whole collection's: the page is cut by a cursor or
- * an offset (its rows, or none, say nothing of the rows before them), or asks for no rows at all.
- */
-const pageCannotCount = ([first, last, offset, before, after]: readonly Bound[]) =>
-  before != null || after != null || (offset != null && offset !== 0) || first === 0 || last === 0 ? true : null;
+type Bound = number | null | undefined;
+/** The page asks for no rows at all (`first: 0`, `last: 0`), so its window counts nothing. */
+const pageCannotCount = ([first, last]: readonly Bound[]) => (first === 0 || last === 0 ? true : null);
 
 /**
- * A root connection's totalCount, counted by the statement that fetches its page when it can be.
+ * The totalCount of a root connection over a set-returning function (`searchTasks`), counted by
+ * the statement that fetches its page.
  *
- * PostGraphile counts a root-level connection (`tasks(filter: …)`, `searchTasks(…)`) in a second
- * statement, the page's conditions again with no pagination: PostgreSQL finds every matching row
- * twice, and a search function (which cannot be inlined) runs twice in full. Here the page selects
- * `count(*) over ()` as well; a window is computed before LIMIT, so it is the count of every row
- * the conditions match, and the rows the page reads to find its first and last are the ones counted.
- * The count statement still runs, and only then, when that window does not give the total: the
- * page is cut by `after`, `before` or `offset`, or asks for `first: 0`/`last: 0`. Otherwise its
- * step is inhibited (grafast runs no SQL for it).
+ * PostGraphile counts a root-level connection in a second statement: the page's conditions again,
+ * without pagination. A function that cannot be inlined (`search_tasks` runs as its owner) then
+ * runs twice in full: the search, and its ranking of every match. Here the page selects
+ * `count(*) over ()` as well. A window is computed before LIMIT, so it counts every row the page's
+ * conditions keep; and a function in FROM hands PostgreSQL its whole result before the first row
+ * is read anyway, so the window costs little more than the page did. The count statement then
+ * runs only when the page asks for no rows (`first: 0` or `last: 0`, known at run time); grafast
+ * runs no SQL for an inhibited step.
  *
- * Decided in `optimize`, once the plan is known: a connection whose page is never fetched (no
- * nodes, edges, pageInfo or page arguments) keeps the count statement alone. Every connection
- * here has a page size (see makePageSizePlugin), so PostGraphile fetches a page even for
- * `{ totalCount }` alone; that page now brings the count, in one statement instead of two.
- *
- * Nested connections keep PostGraphile's own plan: their count is already a subquery of their
- * parent's statement, and a window there would read all of each parent's rows where an index
- * reads only a page.
+ * Left to PostGraphile's own plan:
+ * - a page cut by `after`, `before` or `offset` (given at all, even as a variable): its rows, or
+ *   none, say nothing of the rows before them, so the window would not be the count;
+ * - a connection over a table or view: there an index can stop the page after its first rows (in
+ *   the order asked for), and a window would read, join and keep every matching row instead;
+ * - nested connections: their count is already a subquery of their parent's statement;
+ * - a connection whose page is never fetched (no nodes, edges, pageInfo or page arguments).
+ *   Every connection here has a page size (see makePageSizePlugin), so PostGraphile fetches a
+ *   page even for `{ totalCount }` alone; that page now brings the count too.
  */
 class PageTotalCountStep extends Step<number> {
   static $$export = { moduleName: "oddscenes", exportName: "PageTotalCountStep" };
@@ -90,7 +88,7 @@ const countStatement = ($connection: ConnectionStep<any, any, any, any, any>) =>
 
 export const TotalCountFromPagePlugin: GraphileConfig.Plugin = {
   name: "TotalCountFromPagePlugin",
-  description: "A root connection's totalCount from its page's statement (count(*) over ()) when that is the whole count",
+  description: "A root function connection's totalCount from its page's statement (count(*) over ())",
   version: "1.0.0",
   after: ["PgConnectionTotalCountPlugin"],
   schema: {
@@ -114,9 +112,17 @@ export const TotalCountFromPagePlugin: GraphileConfig.Plugin = {
           plan(...args: Parameters<typeof plan>) {
             const [$connection] = args as unknown as [ConnectionStep<any, any, any, any, any>];
             const $page = $connection.getSubplan();
-            if (!rootConnections.has($connection) || !($page instanceof PgSelectStep)) return plan(...args);
-            const bounds = [$connection.getFirst(), $connection.getLast(), $connection.getOffset(), $connection.getBefore(), $connection.getAfter()];
-            return new PageTotalCountStep($connection, $page, countStatement($connection), bounds.map(($bound) => $bound ?? constant(null)));
+            const eligible =
+              rootConnections.has($connection) &&
+              $page instanceof PgSelectStep &&
+              $page.resource.parameters != null &&
+              // (A literal null cursor sets no bound at all.)
+              !$connection.getAfter() &&
+              !$connection.getBefore() &&
+              !$connection.getOffset();
+            if (!eligible) return plan(...args);
+            const bounds = [$connection.getFirst(), $connection.getLast()];
+            return new PageTotalCountStep($connection, $page as PgSelectStep, countStatement($connection), bounds.map(($bound) => $bound ?? constant(null)));
           },
         };
       },
