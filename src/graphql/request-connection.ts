@@ -20,7 +20,9 @@ const REQUEST = "graphqlRequest";
  * implicit transaction (src/graphql/pipelined-query.ts). The first also checks that the caller's
  * session is live, so a signed-out token is answered 401 session_ended without a separate
  * lookup. Each statement sees its own snapshot, as with PostGraphile's default (a nested
- * connection's page and totalCount are one statement; a root-level list's are two). The connection goes back to the pool before the response is sent.
+ * connection's page and totalCount are one statement, and so are a root-level search's, see
+ * total-count.ts; a root-level table list's are two). The connection goes back to the pool
+ * before the response is sent.
  *
  * Mutations: see pipelinedTransactions. Subscriptions (WebSockets) keep PostGraphile's default.
  */

@@ -82,10 +82,6 @@ class PageTotalCountStep extends Step<number> {
   }
 }
 
-/** PostGraphile's own totalCount plan (PgConnectionTotalCountPlugin), for a connection of a PgSelect. */
-const countStatement = ($connection: ConnectionStep<any, any, any, any, any>) =>
-  ($connection.cloneSubplanWithoutPagination("aggregate") as PgSelectStep).singleAsRecord().select(sql`count(*)`, TYPES.bigint, false);
-
 export const TotalCountFromPagePlugin: GraphileConfig.Plugin = {
   name: "TotalCountFromPagePlugin",
   description: "A root function connection's totalCount from its page's statement (count(*) over ())",
@@ -122,7 +118,8 @@ export const TotalCountFromPagePlugin: GraphileConfig.Plugin = {
               !$connection.getOffset();
             if (!eligible) return plan(...args);
             const bounds = [$connection.getFirst(), $connection.getLast()];
-            return new PageTotalCountStep($connection, $page as PgSelectStep, countStatement($connection), bounds.map(($bound) => $bound ?? constant(null)));
+            // PostGraphile's own plan: the count statement, which the step inhibits when the page counts.
+            return new PageTotalCountStep($connection, $page as PgSelectStep, plan(...args) as Step, bounds.map(($bound) => $bound ?? constant(null)));
           },
         };
       },
